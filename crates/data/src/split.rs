@@ -82,7 +82,7 @@ impl Split {
 
     /// Checks the evaluation protocol's assumption: exactly five consecutive captions per image.
     pub fn check_eval(&self) -> Result<()> {
-        if self.len() % CAPTIONS_PER_IMAGE != 0 {
+        if !self.len().is_multiple_of(CAPTIONS_PER_IMAGE) {
             return Err(DataError::invalid(
                 &self.caps_path,
                 format!(

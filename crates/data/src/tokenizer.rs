@@ -59,12 +59,7 @@ impl Rule {
 /// `re.sub` for a pattern whose assertions are checked by `accept`. Python's search tries each
 /// start position in turn; our patterns consume a fixed shape at a given start, so a rejected
 /// match means "no match here" and the search resumes one character later.
-fn sub_checked(
-    text: &str,
-    re: &Regex,
-    rep: &str,
-    accept: fn(&str, &Captures) -> bool,
-) -> String {
+fn sub_checked(text: &str, re: &Regex, rep: &str, accept: fn(&str, &Captures) -> bool) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let (mut copied, mut from) = (0, 0);
     while let Some(caps) = re.captures_at(text, from) {
@@ -143,7 +138,10 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         plain(r"\.{2,}", " ${0} "),
         plain(r"[;@#$%&]", " ${0} "),
         // The final period.
-        plain(r#"([^.])(\.)([\])}>"']*)[\s\x1C-\x1F]*\z"#, "${1} ${2}${3} "),
+        plain(
+            r#"([^.])(\.)([\])}>"']*)[\s\x1C-\x1F]*\z"#,
+            "${1} ${2}${3} ",
+        ),
         plain(r"[?!]", " ${0} "),
         plain(r"([^'])' ", "${1} ' "),
         plain(r"\*", " ${0} "),
