@@ -95,7 +95,11 @@ fn check_cmd(args: CheckArgs) -> Result<ExitCode> {
     if let Some(path) = args.json {
         rcar_data::atomic::write_atomic(&path, &serde_json::to_vec_pretty(&report)?)?;
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_report(report: &DatasetReport) {
@@ -127,8 +131,19 @@ fn print_report(report: &DatasetReport) {
             if s.problems.is_empty() { "ok" } else { "FAIL" }
         );
     }
-    for p in report.problems.iter().chain(report.splits.iter().flat_map(|s| &s.problems)) {
+    for p in report
+        .problems
+        .iter()
+        .chain(report.splits.iter().flat_map(|s| &s.problems))
+    {
         println!("problem: {p}");
     }
-    println!("{}", if report.ok() { "dataset OK" } else { "dataset has problems" });
+    println!(
+        "{}",
+        if report.ok() {
+            "dataset OK"
+        } else {
+            "dataset has problems"
+        }
+    );
 }

@@ -6,7 +6,10 @@ mod data;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "RCAR in Rust: data, training, evaluation, benchmarks")]
+#[command(
+    name = "cargo xtask",
+    about = "RCAR in Rust: data, training, evaluation, benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

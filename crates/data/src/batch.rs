@@ -99,7 +99,13 @@ pub fn epoch_order(captions: usize, seed: u64, epoch: usize) -> Vec<usize> {
 
 /// Builds batch `batch` of `epoch`: captions (augmented if configured), sorted by length descending
 /// as the official collate does, with their images.
-pub fn train_batch(split: &Split, cfg: &LoaderConfig, order: &[usize], epoch: usize, batch: usize) -> Result<Batch> {
+pub fn train_batch(
+    split: &Split,
+    cfg: &LoaderConfig,
+    order: &[usize],
+    epoch: usize,
+    batch: usize,
+) -> Result<Batch> {
     let mut indices = order[batch * cfg.batch_size..(batch + 1) * cfg.batch_size].to_vec();
     let mut rng = derive_rng(cfg.seed, &[AUGMENT, epoch as u64, batch as u64]);
     let mut captions: Vec<(usize, Vec<u32>)> = indices

@@ -8,7 +8,11 @@ use std::path::Path;
 pub fn read_captions(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         DataError::invalid(path, format!("line {line} is not valid UTF-8"))
     })?;
     let text = text.strip_suffix('\n').unwrap_or(text);
@@ -20,7 +24,10 @@ pub fn read_captions(path: &Path) -> Result<Vec<String>> {
         .map(|(i, line)| {
             let caption = line.trim();
             if caption.is_empty() {
-                Err(DataError::invalid(path, format!("line {} is an empty caption", i + 1)))
+                Err(DataError::invalid(
+                    path,
+                    format!("line {} is an empty caption", i + 1),
+                ))
             } else {
                 Ok(caption.to_string())
             }

@@ -11,6 +11,9 @@ pub const REQUIRED_SPLITS: [&str; 3] = ["train", "dev", "test"];
 pub const OPTIONAL_SPLITS: [&str; 1] = ["testall"];
 /// Feature rows scanned for NaN/Inf per split: enough to catch a corrupt file, cheap on 33 GB.
 const SAMPLE_ROWS: usize = 256;
+/// Below this share of known word tokens the vocabulary is almost surely the wrong one
+/// (the official ones cover ~99% of their own captions).
+const MIN_COVERAGE: f64 = 0.8;
 
 /// What `check` found in one split.
 #[derive(Debug, Serialize)]
@@ -109,6 +112,14 @@ fn check_split(dir: &Path, split: &Split) -> SplitReport {
         words += inner.len();
         known += inner.iter().filter(|&&t| t != UNK).count();
     }
+    let vocab_coverage = known as f64 / words.max(1) as f64;
+    if vocab_coverage < MIN_COVERAGE {
+        problems.push(format!(
+            "{}: the vocabulary knows only {:.1}% of the word tokens; is --vocab the right file?",
+            split.caps_path.display(),
+            100.0 * vocab_coverage
+        ));
+    }
     let (sampled_rows, non_finite, min, max) = scan_sample(split, &mut problems);
     SplitReport {
         split: split.name.clone(),
@@ -119,8 +130,9 @@ fn check_split(dir: &Path, split: &Split) -> SplitReport {
         im_div: split.im_div,
         images: split.num_images(),
         ids,
-        vocab_coverage: known as f64 / words.max(1) as f64,
-        mean_tokens: split.tokens.iter().map(Vec::len).sum::<usize>() as f64 / split.len().max(1) as f64,
+        vocab_coverage,
+        mean_tokens: split.tokens.iter().map(Vec::len).sum::<usize>() as f64
+            / split.len().max(1) as f64,
         sampled_rows,
         non_finite,
         min,
@@ -133,7 +145,9 @@ fn check_split(dir: &Path, split: &Split) -> SplitReport {
 fn scan_sample(split: &Split, problems: &mut Vec<String>) -> (usize, usize, f32, f32) {
     let rows = split.features.rows();
     let n = rows.min(SAMPLE_ROWS);
-    let picks: Vec<usize> = (0..n).map(|i| if n == 1 { 0 } else { i * (rows - 1) / (n - 1) }).collect();
+    let picks: Vec<usize> = (0..n)
+        .map(|i| if n == 1 { 0 } else { i * (rows - 1) / (n - 1) })
+        .collect();
     let (mut non_finite, mut min, mut max) = (0, f32::INFINITY, f32::NEG_INFINITY);
     let mut values = Vec::new();
     for chunk in picks.chunks(16) {

@@ -15,3 +15,4 @@ pub mod vocab;
 pub use error::{DataError, Result};
 pub use split::Split;
 pub use vocab::Vocab;
+pub mod synth;

@@ -30,7 +30,12 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let (len_bytes, prefix) = match bytes[6] {
         1 => (2, 10),
         2 | 3 => (4, 12),
-        v => return Err(bad(format!("unsupported .npy format version {v}.{}", bytes[7]))),
+        v => {
+            return Err(bad(format!(
+                "unsupported .npy format version {v}.{}",
+                bytes[7]
+            )))
+        }
     };
     if bytes.len() < prefix {
         return Err(bad("truncated .npy header".into()));
@@ -45,7 +50,8 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .ok_or_else(|| bad("truncated .npy header".into()))?;
     let text = std::str::from_utf8(text).map_err(|_| bad("the .npy header is not text".into()))?;
 
-    let descr = dict_value(text, "descr").ok_or_else(|| bad("the .npy header has no 'descr'".into()))?;
+    let descr =
+        dict_value(text, "descr").ok_or_else(|| bad("the .npy header has no 'descr'".into()))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     if descr != "<f4" {
         return Err(bad(format!(
@@ -55,7 +61,9 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let fortran = dict_value(text, "fortran_order")
         .ok_or_else(|| bad("the .npy header has no 'fortran_order'".into()))?;
     if fortran != "False" {
-        return Err(bad("the array is in Fortran order; RCAR needs C order (np.ascontiguousarray)".into()));
+        return Err(bad(
+            "the array is in Fortran order; RCAR needs C order (np.ascontiguousarray)".into(),
+        ));
     }
     let shape_text =
         dict_value(text, "shape").ok_or_else(|| bad("the .npy header has no 'shape'".into()))?;
@@ -76,7 +84,10 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text
         .find(&format!("'{key}'"))
         .or_else(|| text.find(&format!("\"{key}\"")))?;
-    let rest = text[start + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = text[start + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
     } else {
@@ -222,7 +233,11 @@ impl NpyWriter {
         if row.len() != self.row_len || self.rows_left == 0 {
             return Err(DataError::invalid(
                 &self.path,
-                format!("row of {} values written, {} expected", row.len(), self.row_len),
+                format!(
+                    "row of {} values written, {} expected",
+                    row.len(),
+                    self.row_len
+                ),
             ));
         }
         self.rows_left -= 1;

@@ -20,7 +20,8 @@ const MASK: &str = "<mask>";
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VocabFile {
-    word2idx: HashMap<String, u32>,
+    // Ordered maps: a saved vocabulary is byte-identical from run to run.
+    word2idx: BTreeMap<String, u32>,
     idx2word: BTreeMap<String, String>,
     idx: usize,
 }
@@ -102,11 +103,20 @@ impl Vocab {
     pub fn save(&self, path: &Path) -> Result<()> {
         let words = &self.idx2word[..self.idx2word.len() - 1];
         let file = VocabFile {
-            word2idx: words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect(),
-            idx2word: words.iter().enumerate().map(|(i, w)| (i.to_string(), w.clone())).collect(),
+            word2idx: words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.clone(), i as u32))
+                .collect(),
+            idx2word: words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (i.to_string(), w.clone()))
+                .collect(),
             idx: words.len(),
         };
-        let json = serde_json::to_vec(&file).map_err(|e| DataError::invalid(path, e.to_string()))?;
+        let json =
+            serde_json::to_vec(&file).map_err(|e| DataError::invalid(path, e.to_string()))?;
         write_atomic(path, &json)
     }
 

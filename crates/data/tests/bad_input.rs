@@ -87,7 +87,12 @@ fn truncated_download() {
 #[test]
 fn caption_count_neither_one_nor_five_per_row() {
     let dir = tempfile::tempdir().unwrap();
-    write_split(dir.path(), "test", 2, &["a dog .", "a cat .", "a red dog ."]);
+    write_split(
+        dir.path(),
+        "test",
+        2,
+        &["a dog .", "a cat .", "a red dog ."],
+    );
     let vocab = Vocab::from_words(&WORDS);
     let caps = dir.path().join("test_caps.txt");
     let text = err_text(Split::open(dir.path(), "test", &vocab).unwrap_err(), &caps);

@@ -4,7 +4,8 @@ mod common;
 
 use common::{shared_dir, write_split, WORDS};
 use rcar_data::batch::{
-    batches_per_epoch, epoch_order, eval_captions, eval_images, train_batch, train_epoch, LoaderConfig,
+    batches_per_epoch, epoch_order, eval_captions, eval_images, train_batch, train_epoch,
+    LoaderConfig,
 };
 use rcar_data::npy::{write_f32, Features};
 use rcar_data::vocab::{END, START, UNK};
@@ -100,7 +101,10 @@ fn dev_is_cut_to_its_first_5000_captions() {
     let refs: Vec<&str> = caps.iter().map(String::as_str).collect();
     write_split(dir.path(), "dev", 1002, &refs);
     let split = Split::open(dir.path(), "dev", &Vocab::from_words(&WORDS)).unwrap();
-    assert_eq!((split.len(), split.num_images(), split.im_div), (5000, 1000, 5));
+    assert_eq!(
+        (split.len(), split.num_images(), split.im_div),
+        (5000, 1000, 5)
+    );
 }
 
 fn train_split(n: usize) -> Arc<Split> {
@@ -116,7 +120,12 @@ fn train_split(n: usize) -> Arc<Split> {
 #[test]
 fn training_batches_pair_each_caption_with_its_image_longest_first() {
     let split = train_split(100);
-    let cfg = LoaderConfig { batch_size: 16, seed: 3, augment: false, prefetch: 2 };
+    let cfg = LoaderConfig {
+        batch_size: 16,
+        seed: 3,
+        augment: false,
+        prefetch: 2,
+    };
     let order = epoch_order(split.len(), cfg.seed, 0);
     let batch = train_batch(&split, &cfg, &order, 0, 1).unwrap();
     assert_eq!(batch.captions.len(), 16);
@@ -128,7 +137,11 @@ fn training_batches_pair_each_caption_with_its_image_longest_first() {
     assert!(batch.captions.lengths.windows(2).all(|w| w[0] >= w[1]));
     let row_len = batch.regions * batch.dim;
     for (i, &k) in batch.indices.iter().enumerate() {
-        assert_eq!(batch.images[i * row_len], (k / 5) as f32, "pair {i} is not a positive");
+        assert_eq!(
+            batch.images[i * row_len],
+            (k / 5) as f32,
+            "pair {i} is not a positive"
+        );
         let len = batch.captions.lengths[i];
         let row = &batch.captions.ids[i * batch.captions.max_len..(i + 1) * batch.captions.max_len];
         assert_eq!(&row[..len], &split.tokens[k][..]);
@@ -139,21 +152,36 @@ fn training_batches_pair_each_caption_with_its_image_longest_first() {
 #[test]
 fn epochs_are_seeded_complete_and_resumable() {
     let split = train_split(100);
-    let cfg = LoaderConfig { batch_size: 16, seed: 11, augment: true, prefetch: 2 };
-    let all: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 0).map(Result::unwrap).collect();
+    let cfg = LoaderConfig {
+        batch_size: 16,
+        seed: 11,
+        augment: true,
+        prefetch: 2,
+    };
+    let all: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 0)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(all.len(), batches_per_epoch(100, 16));
     assert_eq!(all.len(), 6);
-    let again: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 0).map(Result::unwrap).collect();
+    let again: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 0)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(all, again);
-    let resumed: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 4).map(Result::unwrap).collect();
+    let resumed: Vec<_> = train_epoch(split.clone(), cfg.clone(), 2, 4)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(&all[4..], &resumed[..]);
-    let next: Vec<_> = train_epoch(split.clone(), cfg.clone(), 3, 0).map(Result::unwrap).collect();
+    let next: Vec<_> = train_epoch(split.clone(), cfg.clone(), 3, 0)
+        .map(Result::unwrap)
+        .collect();
     assert_ne!(all, next);
     // Augmentation changes some captions; without it the tokens are the originals.
-    assert!(all.iter().any(|b| b.indices.iter().enumerate().any(|(i, &k)| {
-        let len = b.captions.lengths[i];
-        b.captions.ids[i * b.captions.max_len..][..len] != split.tokens[k][..]
-    })));
+    assert!(all
+        .iter()
+        .any(|b| b.indices.iter().enumerate().any(|(i, &k)| {
+            let len = b.captions.lengths[i];
+            b.captions.ids[i * b.captions.max_len..][..len] != split.tokens[k][..]
+        })));
 }
 
 #[test]
@@ -162,6 +190,9 @@ fn evaluation_captions_are_unaugmented_and_in_order() {
     let batch = eval_captions(&split, 5..9);
     assert_eq!(batch.len(), 4);
     for i in 0..4 {
-        assert_eq!(&batch.ids[i * batch.max_len..][..batch.lengths[i]], &split.tokens[5 + i][..]);
+        assert_eq!(
+            &batch.ids[i * batch.max_len..][..batch.lengths[i]],
+            &split.tokens[5 + i][..]
+        );
     }
 }

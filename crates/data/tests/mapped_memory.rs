@@ -1,15 +1,20 @@
 //! Reading random batches from a multi-GB mapped file keeps the resident set far below the file size.
 //! Alone in its own test binary so no other test's allocations disturb the measurement.
 
+use rand::Rng;
 use rcar_data::batch::derive_rng;
 use rcar_data::npy::{header_bytes, Features};
-use rand::Rng;
 use std::io::Write;
 
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 #[test]
@@ -41,5 +46,8 @@ fn random_batches_from_a_sparse_3gb_file() {
     eprintln!("file {size} B, read {read} B, resident grew {grown} B");
     assert!(read > size / 3);
     // One batch buffer (38 MB) plus slack; without releasing pages this grows by ~`read` (1.2 GB).
-    assert!(grown < batch_bytes + 64 * 1024 * 1024, "resident grew by {grown} bytes");
+    assert!(
+        grown < batch_bytes + 64 * 1024 * 1024,
+        "resident grew by {grown} bytes"
+    );
 }

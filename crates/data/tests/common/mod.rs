@@ -23,8 +23,15 @@ pub fn shared_dir() -> PathBuf {
 /// Writes a tiny split: `rows` feature rows whose every value encodes the row index, and captions.
 pub fn write_split(dir: &Path, name: &str, rows: usize, captions: &[&str]) {
     let (regions, dim) = (3, 4);
-    let data: Vec<f32> = (0..rows * regions * dim).map(|i| (i / (regions * dim)) as f32).collect();
-    write_f32(&dir.join(format!("{name}_ims.npy")), &[rows, regions, dim], &data).unwrap();
+    let data: Vec<f32> = (0..rows * regions * dim)
+        .map(|i| (i / (regions * dim)) as f32)
+        .collect();
+    write_f32(
+        &dir.join(format!("{name}_ims.npy")),
+        &[rows, regions, dim],
+        &data,
+    )
+    .unwrap();
     let mut text = captions.join("\n");
     text.push('\n');
     std::fs::write(dir.join(format!("{name}_caps.txt")), text).unwrap();
