@@ -13,7 +13,8 @@ crates/backbones/tests/fixtures/parity/<name>/:
 * checkpoint.pth  -- torch.save of {'model': DataParallel-style state dict ('module.' keys), 'opt':
   argparse.Namespace, 'epoch', 'best_rsum', 'Eiters'}, the structure of the released checkpoints.
   BatchNorm running statistics are perturbed so that loading them is tested.
-* *.npy           -- inputs and intermediate tensors (float32), per caption j against all images,
+* inputs.json     -- caption ids (padded with 0) and lengths.
+* *.npy           -- images and intermediate tensors (float32), per caption j against all images,
   computed the official way: one caption at a time, cut to its own length.
 
 Intermediates (t2i: q = caption length, padded to T with zeros; i2t: q = regions):
@@ -284,8 +285,8 @@ def run(attn_type, mode, steps, name, gen):
         ids[j, 0], ids[j, length - 1] = 1, 2
         ids[j, 1 : length - 1] = torch.randint(3, DIMS["vocab_size"], (length - 2,), generator=gen)
     np.save(os.path.join(d, "images.npy"), images.numpy().astype(np.float32))
-    np.save(os.path.join(d, "ids.npy"), ids.numpy().astype(np.int64))
-    np.save(os.path.join(d, "lengths.npy"), np.array(LENGTHS, dtype=np.int64))
+    with open(os.path.join(d, "inputs.json"), "w") as f:
+        json.dump({"ids": ids.tolist(), "lengths": LENGTHS}, f)
 
     model.eval()
     with torch.no_grad():

@@ -1,1 +1,16 @@
-//! placeholder
+//! The RCAR model: the SCAN-style backbone (image and text encoders, cross attention in both
+//! directions, alignment vectors, scoring heads) hosting the RCR and RAR regulators, plus readers
+//! for the official PyTorch checkpoints.
+
+pub mod alignment;
+pub mod attention;
+pub mod checkpoint;
+pub mod config;
+pub mod gru;
+pub mod image_encoder;
+pub mod model;
+pub mod similarity;
+pub mod text_encoder;
+
+pub use config::{Direction, Mode, ModelConfig};
+pub use model::Rcar;

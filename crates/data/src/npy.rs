@@ -208,6 +208,23 @@ impl Features {
     }
 }
 
+/// Reads a whole float32 `.npy` of any rank (small arrays: similarity matrices, test fixtures).
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &bytes)?;
+    let n: usize = header.shape.iter().product();
+    let data = bytes
+        .get(header.data_offset..header.data_offset + 4 * n)
+        .ok_or_else(|| {
+            DataError::invalid(path, format!("file is truncated: shape {:?}", header.shape))
+        })?;
+    let values = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((header.shape, values))
+}
+
 /// Writes a `(rows, regions, dim)` float32 `.npy` file (format 1.0) row by row, atomically.
 pub struct NpyWriter {
     file: AtomicFile,

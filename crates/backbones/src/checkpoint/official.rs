@@ -1,0 +1,286 @@
+//! Builds the model from an official RCAR checkpoint: configuration from its pickled `opt`, weights
+//! from its state dict (`module.` stripped, Linear weights transposed to Burn's `[in, out]`, GRU
+//! gates kept fused in PyTorch's r/z/n order, BatchNorm running statistics loaded; the unused
+//! `bns.1`, `num_batches_tracked` and — in `only_rcr` — `sim_eval_w` ignored).
+
+use super::pth::{read_pth, OptValue, RawTensor, TorchCheckpoint};
+use crate::alignment::AlignmentVector;
+use crate::config::{Direction, Mode, ModelConfig};
+use crate::gru::GruDirection;
+use crate::image_encoder::ImageEncoder;
+use crate::model::Rcar;
+use crate::similarity::SimilarityEncoder;
+use crate::text_encoder::TextEncoder;
+use burn::module::{Param, RunningState};
+use burn::nn::{BatchNormConfig, DropoutConfig, Embedding, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use rcar_data::DataError;
+use rcar_regulators::rcr::TanhMlp;
+use rcar_regulators::{Rar, Rcr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What an official checkpoint holds besides the model.
+#[derive(Debug, Clone)]
+pub struct OfficialInfo {
+    pub epoch: Option<i64>,
+    pub best_rsum: Option<f64>,
+    pub eiters: Option<i64>,
+}
+
+/// Reads an official `.pth` and builds the model it describes on `device`.
+pub fn load_official(path: &Path, device: &Device) -> Result<(Rcar, OfficialInfo), DataError> {
+    let ckpt = read_pth(path)?;
+    let config = config_from_opt(path, &ckpt.opt)?;
+    let mut weights = Weights {
+        path: path.to_path_buf(),
+        tensors: &ckpt.tensors,
+        used: BTreeSet::new(),
+        device,
+    };
+    let model = build(&config, &mut weights)?;
+    weights.check_all_used(&config)?;
+    let TorchCheckpoint {
+        epoch,
+        best_rsum,
+        eiters,
+        ..
+    } = ckpt;
+    Ok((
+        model,
+        OfficialInfo {
+            epoch,
+            best_rsum,
+            eiters,
+        },
+    ))
+}
+
+/// The model configuration from the `opt` namespace (the direction is not in the weights).
+pub fn config_from_opt(
+    path: &Path,
+    opt: &BTreeMap<String, OptValue>,
+) -> Result<ModelConfig, DataError> {
+    let missing =
+        |k: &str| DataError::invalid(path, format!("opt.{k} is missing or has the wrong type"));
+    let int = |k: &str| match opt.get(k) {
+        Some(OptValue::Int(v)) if *v >= 0 => Ok(*v as usize),
+        _ => Err(missing(k)),
+    };
+    let float = |k: &str| match opt.get(k) {
+        Some(OptValue::Float(v)) => Ok(*v),
+        Some(OptValue::Int(v)) => Ok(*v as f64),
+        _ => Err(missing(k)),
+    };
+    let string = |k: &str| match opt.get(k) {
+        Some(OptValue::Str(s)) => Ok(s.as_str()),
+        _ => Err(missing(k)),
+    };
+    let direction = match string("attn_type")? {
+        "t2i" => Direction::T2i,
+        "i2t" => Direction::I2t,
+        other => {
+            return Err(DataError::invalid(
+                path,
+                format!("opt.attn_type {other:?} is neither t2i nor i2t"),
+            ))
+        }
+    };
+    let (mode, steps) = match string("self_regulator")? {
+        "only_rcr" => (Mode::OnlyRcr, int("rcr_step")?),
+        "only_rar" => (Mode::OnlyRar, int("rar_step")?),
+        "coop_rcar" => (Mode::CoopRcar, int("rcar_step")?),
+        other => {
+            return Err(DataError::invalid(
+                path,
+                format!("opt.self_regulator {other:?} is not a known mode"),
+            ))
+        }
+    };
+    if mode != Mode::OnlyRcr && steps == 0 {
+        return Err(DataError::invalid(
+            path,
+            "a RAR mode with 0 steps has no aggregation",
+        ));
+    }
+    Ok(ModelConfig::new(int("vocab_size")?, direction, mode, steps)
+        .with_img_dim(int("img_dim")?)
+        .with_word_dim(int("word_dim")?)
+        .with_embed_size(int("embed_size")?)
+        .with_sim_dim(int("sim_dim")?)
+        .with_t2i_smooth(float("t2i_smooth")?)
+        .with_i2t_smooth(float("i2t_smooth")?))
+}
+
+struct Weights<'a> {
+    path: PathBuf,
+    tensors: &'a BTreeMap<String, RawTensor>,
+    used: BTreeSet<String>,
+    device: &'a Device,
+}
+
+impl Weights<'_> {
+    fn raw(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, DataError> {
+        let t = self.tensors.get(key).ok_or_else(|| {
+            DataError::invalid(
+                &self.path,
+                format!("missing key module.{key}, expected by its opt"),
+            )
+        })?;
+        if t.shape != shape {
+            return Err(DataError::invalid(
+                &self.path,
+                format!(
+                    "module.{key} has shape {:?}, its opt implies {shape:?}",
+                    t.shape
+                ),
+            ));
+        }
+        self.used.insert(key.to_string());
+        Ok(t.data.clone())
+    }
+
+    fn tensor1(&mut self, key: &str, n: usize) -> Result<Tensor<1>, DataError> {
+        let data = self.raw(key, &[n])?;
+        Ok(Tensor::from_data(TensorData::new(data, [n]), self.device))
+    }
+
+    fn tensor2(&mut self, key: &str, shape: [usize; 2]) -> Result<Tensor<2>, DataError> {
+        let data = self.raw(key, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(data, shape), self.device))
+    }
+
+    /// A PyTorch Linear `[out, in]` as Burn's `[in, out]`.
+    fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, DataError> {
+        let weight = self
+            .tensor2(&format!("{prefix}.weight"), [d_out, d_in])?
+            .transpose();
+        let bias = self.tensor1(&format!("{prefix}.bias"), d_out)?;
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(bias)),
+        })
+    }
+
+    fn gru(&mut self, suffix: &str, d_in: usize, hidden: usize) -> Result<GruDirection, DataError> {
+        let p = "txt_enc.rnn";
+        let mut part = |kind: &str, d: usize| -> Result<Linear, DataError> {
+            let weight = self
+                .tensor2(&format!("{p}.weight_{kind}_l0{suffix}"), [3 * hidden, d])?
+                .transpose();
+            let bias = self.tensor1(&format!("{p}.bias_{kind}_l0{suffix}"), 3 * hidden)?;
+            Ok(Linear {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+            })
+        };
+        Ok(GruDirection {
+            input: part("ih", d_in)?,
+            hidden: part("hh", hidden)?,
+        })
+    }
+
+    fn tanh_mlp(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        hidden: usize,
+        d_out: usize,
+    ) -> Result<TanhMlp, DataError> {
+        Ok(TanhMlp {
+            first: self.linear(&format!("{prefix}.0"), d_in, hidden)?,
+            second: self.linear(&format!("{prefix}.2"), hidden, d_out)?,
+        })
+    }
+
+    /// Every tensor of the checkpoint must have been used, except the ones the model never reads.
+    fn check_all_used(&self, cfg: &ModelConfig) -> Result<(), DataError> {
+        let ignorable = |k: &str| {
+            k.starts_with("img_enc.mlp.bns.1.")
+                || (k.starts_with("sim_enc.sim_eval_w.") && !cfg.sigmoid_head())
+        };
+        match self
+            .tensors
+            .keys()
+            .find(|k| !self.used.contains(*k) && !ignorable(k))
+        {
+            Some(k) => Err(DataError::invalid(
+                &self.path,
+                format!(
+                    "unexpected key module.{k} for a {:?} model with {} steps",
+                    cfg.mode, cfg.steps
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
+    let (e, s, wd) = (cfg.embed_size, cfg.sim_dim, cfg.word_dim);
+    let device = w.device;
+    let mut bn = BatchNormConfig::new(e / 2).init(device);
+    bn.gamma = Param::from_tensor(w.tensor1("img_enc.mlp.bns.0.weight", e / 2)?);
+    bn.beta = Param::from_tensor(w.tensor1("img_enc.mlp.bns.0.bias", e / 2)?);
+    bn.running_mean = RunningState::new(w.tensor1("img_enc.mlp.bns.0.running_mean", e / 2)?);
+    bn.running_var = RunningState::new(w.tensor1("img_enc.mlp.bns.0.running_var", e / 2)?);
+    let img_enc = ImageEncoder {
+        fc: w.linear("img_enc.fc", cfg.img_dim, e)?,
+        mlp_hidden: w.linear("img_enc.mlp.layers.0", cfg.img_dim, e / 2)?,
+        mlp_bn: bn,
+        mlp_out: w.linear("img_enc.mlp.layers.1", e / 2, e)?,
+    };
+    let txt_enc = TextEncoder {
+        embed: Embedding {
+            weight: Param::from_tensor(w.tensor2("txt_enc.embed.weight", [cfg.vocab_size, wd])?),
+        },
+        dropout: DropoutConfig::new(cfg.dropout).init(),
+        gru_forward: w.gru("", wd, e)?,
+        gru_backward: w.gru("_reverse", wd, e)?,
+    };
+    let (n_alv, n_rcr, n_rar) = cfg.module_counts();
+    let sim = "sim_enc";
+    let alignments = (0..n_alv)
+        .map(|i| {
+            Ok(AlignmentVector {
+                transform: w.linear(&format!("{sim}.alv_modules.{i}.sim_transform_w"), e, s)?,
+            })
+        })
+        .collect::<Result<_, DataError>>()?;
+    let rcrs = (0..n_rcr)
+        .map(|i| {
+            let p = format!("{sim}.rcr_modules.{i}");
+            Ok(Rcr {
+                smooth: w.tanh_mlp(&format!("{p}.rcr_smooth_w"), s, s / 2, 1)?,
+                matrix: w.tanh_mlp(&format!("{p}.rcr_matrix_w"), s, e / 2, e)?,
+            })
+        })
+        .collect::<Result<_, DataError>>()?;
+    let rars = (0..n_rar)
+        .map(|i| {
+            let p = format!("{sim}.rar_modules.{i}");
+            Ok(Rar {
+                query: w.linear(&format!("{p}.rar_q_w.0"), s, s)?,
+                key: w.linear(&format!("{p}.rar_k_w.0"), s, s)?,
+                value: w.linear(&format!("{p}.rar_v_w.0"), s, 1)?,
+                dropout: DropoutConfig::new(cfg.dropout).init(),
+            })
+        })
+        .collect::<Result<_, DataError>>()?;
+    let head = if cfg.sigmoid_head() {
+        Some(w.linear(&format!("{sim}.sim_eval_w"), s, 1)?)
+    } else {
+        None
+    };
+    Ok(Rcar {
+        img_enc,
+        txt_enc,
+        sim_enc: SimilarityEncoder {
+            alignments,
+            rcrs,
+            rars,
+            head,
+        },
+        config: cfg.clone(),
+    })
+}

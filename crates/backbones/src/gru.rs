@@ -1,0 +1,56 @@
+//! One direction of PyTorch's GRU, with the fused gate layout of its weights (rows r, z, n).
+//!
+//! The input projection of every time step is one GEMM up front; each step then does one
+//! `[B, H] × [H, 3H]` product. Keeping PyTorch's fused layout means official weights load as they
+//! are (transposed), without splitting gates.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::{Device, Tensor};
+use rcar_regulators::init::uniform_linear;
+
+#[derive(Module, Debug)]
+pub struct GruDirection {
+    /// `weight_ih` / `bias_ih`: input → [r | z | n], stored `[d_in, 3H]`.
+    pub input: Linear,
+    /// `weight_hh` / `bias_hh`: hidden → [r | z | n], stored `[H, 3H]`.
+    pub hidden: Linear,
+}
+
+impl GruDirection {
+    /// PyTorch's GRU init: every weight and bias uniform in ±1/√H.
+    pub fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
+        let bound = 1.0 / (d_hidden as f64).sqrt();
+        Self {
+            input: uniform_linear(d_input, 3 * d_hidden, bound, bound, device),
+            hidden: uniform_linear(d_hidden, 3 * d_hidden, bound, bound, device),
+        }
+    }
+
+    /// Runs over `x: [B, T, d_in]` from t = 0 with a zero initial state; returns `[B, T, H]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, steps, _] = x.dims();
+        let h3 = self.hidden.weight.dims()[1];
+        let hid = h3 / 3;
+        let projected = self.input.forward(x); // [B, T, 3H]
+        let mut h: Tensor<2> = Tensor::zeros([batch, hid], &projected.device());
+        let mut outputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let xt = projected
+                .clone()
+                .slice([0..batch, t..t + 1, 0..h3])
+                .reshape([batch, h3]);
+            let ht = self.hidden.forward(h.clone());
+            let x_rz = xt.clone().slice([0..batch, 0..2 * hid]);
+            let h_rz = ht.clone().slice([0..batch, 0..2 * hid]);
+            let rz = sigmoid(x_rz + h_rz);
+            let r = rz.clone().slice([0..batch, 0..hid]);
+            let z = rz.slice([0..batch, hid..2 * hid]);
+            let n = tanh(xt.slice([0..batch, 2 * hid..h3]) + r * ht.slice([0..batch, 2 * hid..h3]));
+            h = n.clone() + z * (h - n);
+            outputs.push(h.clone().unsqueeze_dim::<3>(1));
+        }
+        Tensor::cat(outputs, 1)
+    }
+}

@@ -1,0 +1,73 @@
+//! RAR, the Recurrent Aggregation Regulator (official module `Aggregation_regulator`).
+//!
+//! Refines the holistic alignment vector g by attention pooling over the per-token alignment
+//! vectors U: keys K = tanh(W_k U), query G = tanh(W_q g) (both with dropout 0.4), weights
+//! β = softmax_t(w_vᵀ(K_t ⊙ G)), g' = l2norm(Σ_t β_t U_t) — the raw U, not K, is pooled.
+
+use crate::init::xavier_linear;
+use crate::masked::masked_softmax;
+use crate::norm::l2norm;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::activation::tanh;
+use burn::tensor::{Bool, Device, Tensor};
+
+#[derive(Config, Debug)]
+pub struct RarConfig {
+    pub sim_dim: usize,
+    #[config(default = 0.4)]
+    pub dropout: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct Rar {
+    /// `rar_q_w`
+    pub query: Linear,
+    /// `rar_k_w`
+    pub key: Linear,
+    /// `rar_v_w`
+    pub value: Linear,
+    pub dropout: Dropout,
+}
+
+impl RarConfig {
+    pub fn init(&self, device: &Device) -> Rar {
+        let s = self.sim_dim;
+        Rar {
+            query: xavier_linear(s, s, device),
+            key: xavier_linear(s, s, device),
+            value: xavier_linear(s, 1, device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+impl Rar {
+    /// The aggregation weights β `[n, q]` over the tokens of `u: [n, q, S]` given `g: [n, S]`.
+    pub fn weights(
+        &self,
+        u: Tensor<3>,
+        g: Tensor<2>,
+        valid: Option<&Tensor<2, Bool>>,
+    ) -> Tensor<2> {
+        let keys = self.dropout.forward(tanh(self.key.forward(u)));
+        let query = self
+            .dropout
+            .forward(tanh(self.query.forward(g)))
+            .unsqueeze_dim::<3>(1);
+        let logits = self.value.forward(keys * query).squeeze_dim::<2>(2);
+        masked_softmax(logits, valid)
+    }
+
+    /// g' from this step's alignment vectors and the previous holistic vector.
+    pub fn forward(
+        &self,
+        u: Tensor<3>,
+        g: Tensor<2>,
+        valid: Option<&Tensor<2, Bool>>,
+    ) -> Tensor<2> {
+        let beta = self.weights(u.clone(), g, valid).unsqueeze_dim::<3>(2);
+        l2norm((beta * u).sum_dim(1).squeeze_dim(1))
+    }
+}

@@ -1,0 +1,80 @@
+//! RCR, the Recurrent Correspondence Regulator (official module `Correpondence_regulator`).
+//!
+//! From one pass's alignment vectors U `[n, q, S]` it predicts, per pair and query token, a channel
+//! factor update and a temperature update, accumulated residually over steps:
+//! m' = clip(tanh(matrix(U)) + m, −1, 1) and λ' = ReLU(smooth(U) + λ).
+
+use crate::factors::{AttentionFactors, Temperature};
+use crate::init::xavier_linear;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::{relu, tanh};
+use burn::tensor::{Device, Tensor};
+
+#[derive(Config, Debug)]
+pub struct RcrConfig {
+    /// Alignment-vector size S.
+    pub sim_dim: usize,
+    /// Joint embedding size E (the channel factors' size).
+    pub embed_size: usize,
+}
+
+/// Linear → tanh → Linear (the official `nn.Sequential` with the tanh at index 1).
+#[derive(Module, Debug)]
+pub struct TanhMlp {
+    pub first: Linear,
+    pub second: Linear,
+}
+
+impl TanhMlp {
+    fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
+        Self {
+            first: xavier_linear(d_in, hidden, device),
+            second: xavier_linear(hidden, d_out, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.second.forward(tanh(self.first.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Rcr {
+    /// `rcr_smooth_w`: S → S/2 → 1, the temperature head.
+    pub smooth: TanhMlp,
+    /// `rcr_matrix_w`: S → E/2 → E, the channel-factor head.
+    pub matrix: TanhMlp,
+}
+
+impl RcrConfig {
+    pub fn init(&self, device: &Device) -> Rcr {
+        let (s, e) = (self.sim_dim, self.embed_size);
+        Rcr {
+            smooth: TanhMlp::new(s, s / 2, 1, device),
+            matrix: TanhMlp::new(s, e / 2, e, device),
+        }
+    }
+}
+
+impl Rcr {
+    /// The factors for the next pass from this pass's alignment vectors `u: [n, q, S]`.
+    pub fn forward(&self, u: Tensor<3>, factors: AttentionFactors) -> AttentionFactors {
+        let delta_m = tanh(self.matrix.forward(u.clone()));
+        let channel = match factors.channel {
+            Some(m) => delta_m + m,
+            None => delta_m.add_scalar(1.0),
+        }
+        .clamp(-1.0, 1.0);
+        let smooth = self.smooth.forward(u);
+        let temperature = match factors.temperature {
+            Temperature::Scalar(l) => smooth.add_scalar(l),
+            Temperature::PerToken(l) => smooth + l,
+        };
+        AttentionFactors {
+            channel: Some(channel),
+            temperature: Temperature::PerToken(relu(temperature)),
+        }
+    }
+}
