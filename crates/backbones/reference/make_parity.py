@@ -325,12 +325,29 @@ def run(attn_type, mode, steps, name, gen):
     print(name, "sims", sims.shape, stats["loss_sum"], stats["grad_norm_sum"])
 
 
+def broken_checkpoints():
+    """Official-structure files that must be refused with an error naming the offending key."""
+    d = os.path.join(OUT, "broken")
+    os.makedirs(d, exist_ok=True)
+    good = torch.load(os.path.join(OUT, "t2i_rcar2", "checkpoint.pth"), weights_only=False)
+    shape = dict(good, model=dict(good["model"]))
+    shape["model"]["module.txt_enc.embed.weight"] = torch.zeros(DIMS["vocab_size"] + 1, DIMS["word_dim"])
+    torch.save(shape, os.path.join(d, "embed_shape.pth"))
+    extra = dict(good, model=dict(good["model"]))
+    extra["model"]["module.sim_enc.rcr_modules.5.rcr_smooth_w.0.bias"] = torch.zeros(8)
+    torch.save(extra, os.path.join(d, "extra_key.pth"))
+    no_opt = {k: v for k, v in good.items() if k != "opt"}
+    torch.save(no_opt, os.path.join(d, "no_opt.pth"))
+    torch.save({"weights": torch.zeros(3)}, os.path.join(d, "not_rcar.pth"))
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1234)
     for attn_type in ("t2i", "i2t"):
         for mode, steps, tag in (("only_rcr", 0, "base"), ("only_rcr", 2, "rcr2"), ("only_rar", 2, "rar2"), ("coop_rcar", 2, "rcar2")):
             run(attn_type, mode, steps, f"{attn_type}_{tag}", gen)
+    broken_checkpoints()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,20 @@ pub struct Trace {
     pub holistic: Vec<Tensor<2>>,
 }
 
+impl Trace {
+    fn record(trace: &mut Option<&mut Trace>, f: impl FnOnce(&mut Trace)) {
+        if let Some(t) = trace.as_deref_mut() {
+            f(t);
+        }
+    }
+
+    fn push_factors(&mut self, factors: &AttentionFactors) {
+        if let (Some(m), Temperature::PerToken(l)) = (&factors.channel, &factors.temperature) {
+            self.factors.push((m.clone(), l.clone()));
+        }
+    }
+}
+
 /// A batch of pairs: query and context tokens with their validity masks.
 pub struct PairBatch {
     pub query: Tensor<3>,
@@ -106,30 +120,13 @@ impl SimilarityEncoder {
         } = pairs;
         let (qv, cv) = (qv.as_ref(), cv.as_ref());
         let mut factors = AttentionFactors::initial(cfg.smooth());
-        let record_u = |u: &Tensor<3>, trace: &mut Option<&mut Trace>| {
-            if let Some(t) = trace.as_deref_mut() {
-                t.alignments.push(u.clone());
-            }
-        };
-        let record_factors = |f: &AttentionFactors, trace: &mut Option<&mut Trace>| {
-            if let (Some(t), Some(m), Temperature::PerToken(l)) =
-                (trace.as_deref_mut(), &f.channel, &f.temperature)
-            {
-                t.factors.push((m.clone(), l.clone()));
-            }
-        };
-        let record_g = |g: &Tensor<2>, trace: &mut Option<&mut Trace>| {
-            if let Some(t) = trace.as_deref_mut() {
-                t.holistic.push(g.clone());
-            }
-        };
         let holistic = match cfg.mode {
             Mode::OnlyRcr => {
                 for (alv, rcr) in self.alignments.iter().zip(&self.rcrs) {
                     let u = alv.forward(q.clone(), c.clone(), &factors, cv);
-                    record_u(&u, &mut trace);
+                    Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                     factors = rcr.forward(u, factors);
-                    record_factors(&factors, &mut trace);
+                    Trace::record(&mut trace, |t| t.push_factors(&factors));
                 }
                 let attended = cross_attention(q.clone(), c, &factors, cv);
                 let cos: Tensor<2> = cosine(q, attended);
@@ -138,11 +135,11 @@ impl SimilarityEncoder {
             }
             Mode::OnlyRar => {
                 let u = self.alignments[0].forward(q, c, &factors, cv);
-                record_u(&u, &mut trace);
+                Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                 let mut g = masked_mean(u.clone(), qv);
                 for rar in &self.rars {
                     g = rar.forward(u.clone(), g, qv);
-                    record_g(&g, &mut trace);
+                    Trace::record(&mut trace, |t| t.holistic.push(g.clone()));
                 }
                 g
             }
@@ -150,14 +147,14 @@ impl SimilarityEncoder {
                 let mut g = None;
                 for (s, (alv, rar)) in self.alignments.iter().zip(&self.rars).enumerate() {
                     let u = alv.forward(q.clone(), c.clone(), &factors, cv);
-                    record_u(&u, &mut trace);
+                    Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                     let prev = g.take().unwrap_or_else(|| masked_mean(u.clone(), qv));
                     if let Some(rcr) = self.rcrs.get(s) {
                         factors = rcr.forward(u.clone(), factors);
-                        record_factors(&factors, &mut trace);
+                        Trace::record(&mut trace, |t| t.push_factors(&factors));
                     }
                     let next = rar.forward(u, prev, qv);
-                    record_g(&next, &mut trace);
+                    Trace::record(&mut trace, |t| t.holistic.push(next.clone()));
                     g = Some(next);
                 }
                 g.expect("coop_rcar needs at least one step")

@@ -1,0 +1,62 @@
+//! Files that are not official RCAR checkpoints, or disagree with their own `opt`, are refused with
+//! an error naming the file and the offending key — never a panic.
+
+use burn::tensor::Device;
+use rcar_backbones::checkpoint::official::load_official;
+use std::path::{Path, PathBuf};
+
+fn broken(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/broken")
+        .join(name)
+}
+
+fn error_of(path: &Path) -> String {
+    let err = load_official(path, &Device::flex()).expect_err("must be refused");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    text
+}
+
+#[test]
+fn shape_disagreeing_with_opt_names_the_key() {
+    let text = error_of(&broken("embed_shape.pth"));
+    assert!(
+        text.contains("module.txt_enc.embed.weight has shape [31, 12]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn key_the_configuration_does_not_have() {
+    let text = error_of(&broken("extra_key.pth"));
+    assert!(
+        text.contains("unexpected key module.sim_enc.rcr_modules.5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_opt() {
+    let text = error_of(&broken("no_opt.pth"));
+    assert!(text.contains("no 'opt'"), "{text}");
+}
+
+#[test]
+fn torch_file_that_is_not_rcar() {
+    let text = error_of(&broken("not_rcar.pth"));
+    assert!(text.contains("no 'model'"), "{text}");
+}
+
+#[test]
+fn not_a_torch_file_at_all() {
+    let dir = std::env::temp_dir().join(format!("rcar-official-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model_best.pth");
+    std::fs::write(&path, b"this is not a zip archive").unwrap();
+    let text = error_of(&path);
+    assert!(text.contains("not a PyTorch checkpoint"), "{text}");
+    let missing = dir.join("absent.pth");
+    let text = error_of(&missing);
+    assert!(text.contains("No such file"), "{text}");
+}
