@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use rcar_regulators::init::{torch_default_linear, uniform_linear};
+use rcar_regulators::init::{torch_default_linear, xavier_linear};
 use rcar_regulators::norm::l2norm;
 
 #[derive(Module, Debug)]
@@ -22,9 +22,8 @@ pub struct ImageEncoder {
 
 impl ImageEncoder {
     pub fn new(img_dim: usize, embed_size: usize, device: &Device) -> Self {
-        let fc_bound = (6.0 / (img_dim + embed_size) as f64).sqrt();
         Self {
-            fc: uniform_linear(img_dim, embed_size, fc_bound, 0.0, device),
+            fc: xavier_linear(img_dim, embed_size, device),
             mlp_hidden: torch_default_linear(img_dim, embed_size / 2, device),
             mlp_bn: BatchNormConfig::new(embed_size / 2).init(device),
             mlp_out: torch_default_linear(embed_size / 2, embed_size, device),

@@ -48,16 +48,12 @@ impl TextEncoder {
 
     /// `ids: [B, T]` (padded with 0) and the real lengths → `[B, T, E]`, zero beyond each length.
     pub fn forward(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
-        let [b, t] = ids.dims();
+        let [_, t] = ids.dims();
         let device = ids.device();
         let x = self.dropout.forward(self.embed.forward(ids));
-        let d = x.dims()[2];
         let reverse = reversal_index(lengths, t, &device);
         let forward = self.gru_forward.forward(x.clone());
-        let x_rev = x.gather(1, reverse.clone().unsqueeze_dim::<3>(2).expand([b, t, d]));
-        let h_rev = self.gru_backward.forward(x_rev);
-        let e = h_rev.dims()[2];
-        let backward = h_rev.gather(1, reverse.unsqueeze_dim::<3>(2).expand([b, t, e]));
+        let backward = reversed(self.gru_backward.forward(reversed(x, &reverse)), &reverse);
         let words = l2norm((forward + backward).div_scalar(2.0));
         let valid = length_mask(lengths, t, &device)
             .float()
@@ -82,6 +78,12 @@ fn reversal_index(lengths: &[usize], t: usize, device: &Device) -> Tensor<2, Int
         })
         .collect();
     Tensor::from_data(TensorData::new(idx, [lengths.len(), t]), device)
+}
+
+/// Reverses (or restores) each row of `x: [B, T, D]` within its caption's length.
+fn reversed(x: Tensor<3>, index: &Tensor<2, Int>) -> Tensor<3> {
+    let dims = x.dims();
+    x.gather(1, index.clone().unsqueeze_dim::<3>(2).expand(dims))
 }
 
 /// `[B, T]`, true at real tokens.

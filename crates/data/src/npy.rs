@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
+/// Decodes little-endian float32 values (`.npy` `<f4` data, PyTorch storages).
+pub fn f32_le(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The parsed header of a `.npy` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -176,11 +183,7 @@ impl Features {
             }
             let start = self.data_offset + row * self.row_bytes();
             let bytes = &self.map[start..start + self.row_bytes()];
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
+            out.extend(f32_le(bytes));
             self.release(start, self.row_bytes());
         }
         Ok(())
@@ -218,10 +221,7 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         .ok_or_else(|| {
             DataError::invalid(path, format!("file is truncated: shape {:?}", header.shape))
         })?;
-    let values = data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let values = f32_le(data).collect();
     Ok((header.shape, values))
 }
 

@@ -2,6 +2,7 @@
 //! `{'model': state dict with 'module.' keys, 'opt': argparse.Namespace, 'epoch', 'best_rsum', 'Eiters'}`.
 
 use super::pickle::{unpickle, TensorRef, Value};
+use rcar_data::npy::f32_le;
 use rcar_data::DataError;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -158,8 +159,5 @@ fn read_storage(
     let bytes = bytes
         .get(t.offset * 4..(t.offset + numel) * 4)
         .ok_or_else(|| format!("storage {name} is shorter than the tensor"))?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    Ok(f32_le(bytes).collect())
 }
