@@ -1,7 +1,12 @@
 //! `cargo xtask …`: the RCAR runner. Thin by design: every command parses its flags, calls a library
 //! crate and prints what it got.
 
+mod backend;
 mod data;
+mod demo;
+mod eval;
+mod progress;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -17,15 +22,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate the synthetic dataset if needed, train the demo preset, evaluate it.
+    Demo(demo::DemoArgs),
     /// Generate or verify datasets in the SCAN layout.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train an experiment, or resume a run.
+    Train(train::TrainArgs),
+    /// Evaluate checkpoints or saved similarity matrices under a protocol.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,9 +2,10 @@
 //! S-dimensional vector per query token describing *how* it aligns, not just how much.
 
 use crate::attention::cross_attention;
+use crate::pairs::PairBatch;
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::norm::l2norm;
 use rcar_regulators::AttentionFactors;
@@ -22,16 +23,13 @@ impl AlignmentVector {
         }
     }
 
-    /// One attention pass and its alignment vectors `[n, q, S]`. Only the attention scores see the
+    /// One attention pass and its alignment vectors `[P, q, S]`. Only the attention scores see the
     /// channel factors; the difference uses the unscaled query.
-    pub fn forward(
-        &self,
-        query: Tensor<3>,
-        context: Tensor<3>,
-        factors: &AttentionFactors,
-        context_valid: Option<&Tensor<2, Bool>>,
-    ) -> Tensor<3> {
-        let attended = cross_attention(query.clone(), context, factors, context_valid);
-        l2norm(self.transform.forward((query - attended).powi_scalar(2)))
+    pub fn forward(&self, pairs: &PairBatch, factors: &AttentionFactors) -> Tensor<3> {
+        let (g, n) = pairs.shape();
+        let [_, q, e] = pairs.query.dims();
+        let attended = cross_attention(pairs, factors).reshape([g, n, q, e]);
+        let diff = (pairs.query.clone().unsqueeze_dim::<4>(0) - attended).powi_scalar(2);
+        l2norm(self.transform.forward(diff.reshape([g * n, q, e])))
     }
 }

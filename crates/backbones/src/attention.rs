@@ -1,41 +1,53 @@
 //! The cross-attention unit CA(Q, C, m, λ) (official `cross_attention`, SCAN's clipped-l2norm
-//! attention) with RCR's per-token channel factors and temperature.
+//! attention) with RCR's per-token channel factors and temperature, over a block of pairs.
+//!
+//! A block pairs every query item with every context item (group), so the context is never copied
+//! per pair: the scores of the first pass are one GEMM `[n·q, E] × [E, G·c]`, later passes (whose
+//! channel-scaled queries differ per pair) and the attended vectors are G batched GEMMs.
 
+use crate::pairs::PairBatch;
 use burn::tensor::activation::{leaky_relu, softmax};
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 use rcar_regulators::masked::MASKED_LOGIT;
-use rcar_regulators::norm::l2norm;
+use rcar_regulators::norm::{l2norm, l2norm_dim};
 use rcar_regulators::{AttentionFactors, Temperature};
 
-/// The attention weights α `[n, q, c]`: each query token's distribution over the context items.
+/// The attention weights α `[P, q, c]`: each query token's distribution over the context items.
 ///
 /// Scores use the channel-scaled query Q ⊙ m, go through LeakyReLU(0.1), are l2-normalised *across
-/// query tokens* for each context item, scaled by λ and soft-maxed over the context.
-/// `context_valid: [n, c]` masks padded context items (words, in i2t).
-pub fn attention_weights(
-    query: Tensor<3>,
-    context: Tensor<3>,
-    factors: &AttentionFactors,
-    context_valid: Option<&Tensor<2, Bool>>,
-) -> Tensor<3> {
-    let scaled = match &factors.channel {
-        Some(m) => query * m.clone(),
-        None => query,
-    };
-    let scores = leaky_relu(context.matmul(scaled.swap_dims(1, 2)), 0.1); // [n, c, q]
-    let logits = l2norm(scores).swap_dims(1, 2); // [n, q, c]
+/// query tokens* for each context item, scaled by λ and soft-maxed over the (valid) context.
+pub fn attention_weights(pairs: &PairBatch, factors: &AttentionFactors) -> Tensor<3> {
+    let [n, q, e] = pairs.query.dims();
+    let [g, c, _] = pairs.context.dims();
+    let scores = match &factors.channel {
+        None => pairs
+            .query
+            .clone()
+            .reshape([n * q, e])
+            .matmul(pairs.context.clone().reshape([g * c, e]).transpose())
+            .reshape([n * q, g, c])
+            .swap_dims(0, 1),
+        Some(m) => {
+            let scaled = m.clone().reshape([g, n, q, e]) * pairs.query.clone().unsqueeze_dim(0);
+            scaled
+                .reshape([g, n * q, e])
+                .matmul(pairs.context.clone().swap_dims(1, 2))
+        }
+    }; // [G, n·q, c]
+    let scores = leaky_relu(scores, 0.1).reshape([g * n, q, c]);
+    let logits = l2norm_dim(scores, 1);
     let logits = match &factors.temperature {
         Temperature::Scalar(l) => logits.mul_scalar(*l),
         Temperature::PerToken(l) => logits * l.clone(),
     };
-    let logits = match context_valid {
+    let logits = match &pairs.context_valid {
         Some(valid) => {
-            let [n, q, c] = logits.dims();
             let padded = valid
                 .clone()
                 .bool_not()
-                .unsqueeze_dim::<3>(1)
-                .expand([n, q, c]);
+                .reshape([g, 1, 1, c])
+                .expand([g, n, q, c])
+                .reshape([g * n, q, c]);
             logits.mask_fill(padded, MASKED_LOGIT)
         }
         None => logits,
@@ -43,13 +55,10 @@ pub fn attention_weights(
     softmax(logits, 2)
 }
 
-/// The attended context A `[n, q, E]`: l2norm(α · C).
-pub fn cross_attention(
-    query: Tensor<3>,
-    context: Tensor<3>,
-    factors: &AttentionFactors,
-    context_valid: Option<&Tensor<2, Bool>>,
-) -> Tensor<3> {
-    let alpha = attention_weights(query, context.clone(), factors, context_valid);
-    l2norm(alpha.matmul(context))
+/// The attended context A `[P, q, E]`: l2norm(α · C).
+pub fn cross_attention(pairs: &PairBatch, factors: &AttentionFactors) -> Tensor<3> {
+    let [n, q, e] = pairs.query.dims();
+    let [g, c, _] = pairs.context.dims();
+    let alpha = attention_weights(pairs, factors).reshape([g, n * q, c]);
+    l2norm(alpha.matmul(pairs.context.clone())).reshape([g * n, q, e])
 }

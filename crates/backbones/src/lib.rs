@@ -9,6 +9,7 @@ pub mod config;
 pub mod gru;
 pub mod image_encoder;
 pub mod model;
+pub mod pairs;
 pub mod similarity;
 pub mod text_encoder;
 

@@ -7,15 +7,16 @@
 use crate::alignment::AlignmentVector;
 use crate::attention::cross_attention;
 use crate::config::{Direction, Mode, ModelConfig};
-use crate::text_encoder::length_mask;
+use crate::pairs::{grid_pairs, PairBatch};
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::cosine;
 use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr, RcrConfig, Temperature};
+use std::ops::Range;
 
 #[derive(Module, Debug)]
 pub struct SimilarityEncoder {
@@ -54,37 +55,11 @@ impl Trace {
     }
 }
 
-/// A batch of pairs: query and context tokens with their validity masks.
-pub struct PairBatch {
-    pub query: Tensor<3>,
-    pub context: Tensor<3>,
-    pub query_valid: Option<Tensor<2, Bool>>,
-    pub context_valid: Option<Tensor<2, Bool>>,
-}
-
-impl PairBatch {
-    /// Pairs (image `i`, caption `i`): regions `[P, R, E]`, words `[P, T, E]` with their validity.
-    pub fn new(
-        direction: Direction,
-        regions: Tensor<3>,
-        words: Tensor<3>,
-        word_valid: Tensor<2, Bool>,
-    ) -> Self {
-        match direction {
-            Direction::T2i => Self {
-                query: words,
-                context: regions,
-                query_valid: Some(word_valid),
-                context_valid: None,
-            },
-            Direction::I2t => Self {
-                query: regions,
-                context: words,
-                query_valid: None,
-                context_valid: Some(word_valid),
-            },
-        }
-    }
+/// A block of the similarity matrix: images × captions, rows images.
+pub struct Block {
+    pub images: Range<usize>,
+    pub captions: Range<usize>,
+    pub scores: Tensor<2>,
 }
 
 impl SimilarityEncoder {
@@ -105,36 +80,32 @@ impl SimilarityEncoder {
         }
     }
 
-    /// Scores `[P]` of a batch of pairs, recording intermediates into `trace` if given.
+    /// Scores `[P]` of a block of pairs (group-major), recording intermediates into `trace`.
     pub fn forward(
         &self,
         cfg: &ModelConfig,
-        pairs: PairBatch,
+        pairs: &PairBatch,
         mut trace: Option<&mut Trace>,
     ) -> Tensor<1> {
-        let PairBatch {
-            query: q,
-            context: c,
-            query_valid: qv,
-            context_valid: cv,
-        } = pairs;
-        let (qv, cv) = (qv.as_ref(), cv.as_ref());
+        let qv = pairs.pair_query_valid();
+        let qv = qv.as_ref();
         let mut factors = AttentionFactors::initial(cfg.smooth());
         let holistic = match cfg.mode {
             Mode::OnlyRcr => {
                 for (alv, rcr) in self.alignments.iter().zip(&self.rcrs) {
-                    let u = alv.forward(q.clone(), c.clone(), &factors, cv);
+                    let u = alv.forward(pairs, &factors);
                     Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                     factors = rcr.forward(u, factors);
                     Trace::record(&mut trace, |t| t.push_factors(&factors));
                 }
-                let attended = cross_attention(q.clone(), c, &factors, cv);
-                let cos: Tensor<2> = cosine(q, attended);
-                let [p, _] = cos.dims();
-                return masked_mean(cos.unsqueeze_dim(2), qv).reshape([p]);
+                let (g, n) = pairs.shape();
+                let [_, q, e] = pairs.query.dims();
+                let attended = cross_attention(pairs, &factors).reshape([g, n, q, e]);
+                let cos: Tensor<3> = cosine(pairs.query.clone().unsqueeze_dim::<4>(0), attended);
+                return masked_mean(cos.reshape([g * n, q, 1]), qv).reshape([g * n]);
             }
             Mode::OnlyRar => {
-                let u = self.alignments[0].forward(q, c, &factors, cv);
+                let u = self.alignments[0].forward(pairs, &factors);
                 Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                 let mut g = masked_mean(u.clone(), qv);
                 for rar in &self.rars {
@@ -146,7 +117,7 @@ impl SimilarityEncoder {
             Mode::CoopRcar => {
                 let mut g = None;
                 for (s, (alv, rar)) in self.alignments.iter().zip(&self.rars).enumerate() {
-                    let u = alv.forward(q.clone(), c.clone(), &factors, cv);
+                    let u = alv.forward(pairs, &factors);
                     Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                     let prev = g.take().unwrap_or_else(|| masked_mean(u.clone(), qv));
                     if let Some(rcr) = self.rcrs.get(s) {
@@ -166,8 +137,7 @@ impl SimilarityEncoder {
     }
 
     /// The similarity matrix `[n_img, n_cap]` (rows images, columns captions) of encoded images
-    /// `[n_img, R, E]` and captions `[n_cap, T, E]`, computed over chunks of at most `chunk` pairs.
-    /// Each chunk is cut to the longest caption it holds.
+    /// `[n_img, R, E]` and captions `[n_cap, T, E]`, computed in blocks of at most `chunk` pairs.
     pub fn grid(
         &self,
         cfg: &ModelConfig,
@@ -176,49 +146,70 @@ impl SimilarityEncoder {
         lengths: &[usize],
         chunk: usize,
     ) -> Tensor<2> {
-        let [n_img, _, _] = images.dims();
-        let [n_cap, _, _] = captions.dims();
-        let total = n_img * n_cap;
-        let chunk = chunk.max(1);
-        let blocks = (0..total)
-            .step_by(chunk)
-            .map(|start| {
-                let range = start..(start + chunk).min(total);
-                let pairs = grid_pairs(cfg.direction, &images, &captions, lengths, range);
-                self.forward(cfg, pairs, None)
-            })
+        let mut rows: Vec<(Range<usize>, Vec<Tensor<2>>)> = Vec::new();
+        for block in self.blocks(cfg, &images, &captions, lengths, chunk) {
+            match rows.iter_mut().find(|(r, _)| *r == block.images) {
+                Some((_, row)) => row.push(block.scores),
+                None => rows.push((block.images, vec![block.scores])),
+            }
+        }
+        rows.sort_by_key(|(r, _)| r.start);
+        let rows = rows
+            .into_iter()
+            .map(|(_, row)| Tensor::cat(row, 1))
             .collect();
-        Tensor::cat(blocks, 0).reshape([n_img, n_cap])
+        Tensor::cat(rows, 0)
     }
-}
 
-/// Pairs `range` of the image-major grid (pair p = image p / n_cap, caption p % n_cap), with the
-/// words cut to the longest caption among them.
-pub fn grid_pairs(
-    direction: Direction,
-    images: &Tensor<3>,
-    captions: &Tensor<3>,
-    lengths: &[usize],
-    range: std::ops::Range<usize>,
-) -> PairBatch {
-    let [n_cap, _, e] = captions.dims();
-    let device = images.device();
-    let n = range.len();
-    let (img_idx, cap_idx): (Vec<i64>, Vec<i64>) = range
-        .map(|p| ((p / n_cap) as i64, (p % n_cap) as i64))
-        .unzip();
-    let pair_lengths: Vec<usize> = cap_idx.iter().map(|&j| lengths[j as usize]).collect();
-    let t = pair_lengths.iter().copied().max().unwrap_or(1);
-    let regions = images.clone().select(0, index(img_idx, &device));
-    let words = captions
-        .clone()
-        .select(0, index(cap_idx, &device))
-        .slice([0..n, 0..t, 0..e]);
-    let valid = length_mask(&pair_lengths, t, &device);
-    PairBatch::new(direction, regions, words, valid)
-}
-
-fn index(idx: Vec<i64>, device: &Device) -> Tensor<1, Int> {
-    let n = idx.len();
-    Tensor::from_data(TensorData::new(idx, [n]), device)
+    /// The similarity matrix in blocks of at most `chunk` pairs — all query items with as many
+    /// context items as fit — each cut to the longest caption it holds; lazily, so a caller can
+    /// move each block off the device and report progress before the next is computed.
+    pub fn blocks<'a>(
+        &'a self,
+        cfg: &'a ModelConfig,
+        images: &'a Tensor<3>,
+        captions: &'a Tensor<3>,
+        lengths: &'a [usize],
+        chunk: usize,
+    ) -> impl Iterator<Item = Block> + 'a {
+        let n_img = images.dims()[0];
+        let n_cap = captions.dims()[0];
+        let (n_groups, n_items) = match cfg.direction {
+            Direction::T2i => (n_img, n_cap),
+            Direction::I2t => (n_cap, n_img),
+        };
+        let items_per = chunk.clamp(1, n_items.max(1));
+        let groups_per = (chunk / items_per).max(1);
+        let ranges =
+            move |n: usize, step: usize| (0..n).step_by(step).map(move |s| s..(s + step).min(n));
+        ranges(n_groups, groups_per)
+            .flat_map(move |groups| {
+                ranges(n_items, items_per).map(move |items| (groups.clone(), items))
+            })
+            .map(move |(groups, items)| {
+                let (img, cap) = match cfg.direction {
+                    Direction::T2i => (groups, items),
+                    Direction::I2t => (items, groups),
+                };
+                let pairs = grid_pairs(
+                    cfg.direction,
+                    images,
+                    captions,
+                    lengths,
+                    img.clone(),
+                    cap.clone(),
+                );
+                let (g, n) = pairs.shape();
+                let scores = self.forward(cfg, &pairs, None).reshape([g, n]);
+                let scores = match cfg.direction {
+                    Direction::T2i => scores,
+                    Direction::I2t => scores.transpose(),
+                };
+                Block {
+                    images: img,
+                    captions: cap,
+                    scores,
+                }
+            })
+    }
 }

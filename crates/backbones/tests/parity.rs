@@ -4,7 +4,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rcar_backbones::checkpoint::official::load_official;
-use rcar_backbones::similarity::{grid_pairs, Trace};
+use rcar_backbones::pairs::grid_pairs;
+use rcar_backbones::similarity::Trace;
 use rcar_backbones::{Direction, Rcar};
 use rcar_data::npy::read_f32;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,7 @@ fn assert_pairs(
     got: (Vec<usize>, Vec<f32>),
     expected: (Vec<usize>, Vec<f32>),
     valid_q: &dyn Fn(usize) -> usize,
+    pair: &dyn Fn(usize, usize) -> usize,
 ) {
     let (gs, g) = got;
     let (es, e) = expected;
@@ -88,7 +90,7 @@ fn assert_pairs(
     let mut exp_v = Vec::new();
     for j in 0..n_cap {
         for i in 0..n_img {
-            let p = i * n_cap + j;
+            let p = pair(i, j);
             for t in 0..valid_q(j) {
                 got_v.extend_from_slice(&g[(p * gq + t) * x..(p * gq + t + 1) * x]);
                 exp_v.extend_from_slice(
@@ -124,8 +126,20 @@ fn check_config(name: &str) {
     let [n_img, regions, _] = img.dims();
     let n_cap = inp.lengths.len();
     let mut trace = Trace::default();
-    let pairs = grid_pairs(cfg.direction, &img, &cap, &inp.lengths, 0..n_img * n_cap);
-    let scores = model.sim_enc.forward(&cfg, pairs, Some(&mut trace));
+    let pairs = grid_pairs(cfg.direction, &img, &cap, &inp.lengths, 0..n_img, 0..n_cap);
+    let scores = model.sim_enc.forward(&cfg, &pairs, Some(&mut trace));
+    // Blocks are group-major: image-major in t2i, caption-major in i2t.
+    let pair = move |i: usize, j: usize| match cfg.direction {
+        Direction::T2i => i * n_cap + j,
+        Direction::I2t => j * n_img + i,
+    };
+    let scores = match cfg.direction {
+        Direction::T2i => scores,
+        Direction::I2t => scores
+            .reshape([n_cap, n_img])
+            .transpose()
+            .reshape([n_img * n_cap]),
+    };
     let lengths = inp.lengths.clone();
     let valid_q = move |j: usize| match cfg.direction {
         Direction::T2i => lengths[j],
@@ -139,6 +153,7 @@ fn check_config(name: &str) {
             values(u.clone()),
             reference,
             &valid_q,
+            &pair,
         );
     }
     assert_eq!(
@@ -152,6 +167,7 @@ fn check_config(name: &str) {
             values(m.clone()),
             npy(&dir, "m1").unwrap(),
             &valid_q,
+            &pair,
         );
         let (mut shape, data) = npy(&dir, "lam1").unwrap();
         shape.push(1);
@@ -160,6 +176,7 @@ fn check_config(name: &str) {
             values(lam.clone()),
             (shape, data),
             &valid_q,
+            &pair,
         );
     }
     assert_eq!(
@@ -171,16 +188,16 @@ fn check_config(name: &str) {
         let (es, e) = npy(&dir, &format!("g{}", k + 1)).unwrap();
         let (n, s) = (es[0], es[2]);
         let got = values(g.clone()).1;
-        // Reference [n_cap, n_img, S] vs traced image-major pairs.
+        // Reference [n_cap, n_img, S] vs traced pairs.
         let reordered: Vec<f32> = (0..n)
             .flat_map(|j| (0..n_img).flat_map(move |i| (0..s).map(move |c| (j, i, c))))
-            .map(|(j, i, c)| got[(i * n_cap + j) * s + c])
+            .map(|(j, i, c)| got[pair(i, j) * s + c])
             .collect();
         assert_close(&format!("{name} g{}", k + 1), &reordered, &e);
     }
     let sims = npy(&dir, "sims").unwrap().1;
     assert_close(&format!("{name} scores"), &values(scores).1, &sims);
-    for chunk in [1, 7, n_img * n_cap] {
+    for chunk in [1, 2, 7, n_img * n_cap] {
         let grid = model.similarity(img.clone(), cap.clone(), &inp.lengths, chunk);
         assert_eq!(grid.dims(), [n_img, n_cap]);
         assert_close(

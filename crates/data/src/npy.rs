@@ -174,13 +174,25 @@ impl Features {
     /// Appends the features of `rows` (in that order) to `out`, `regions * dim` floats per row.
     pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) -> Result<()> {
         out.reserve(rows.len() * self.regions * self.dim);
+        if let Some(&row) = rows.iter().find(|&&r| r >= self.rows) {
+            return Err(DataError::invalid(
+                &self.path,
+                format!("row {row} requested but the file has {} rows", self.rows),
+            ));
+        }
+        // The mapping is advised Random (no readahead into unrelated rows); ask for the wanted rows
+        // up front instead, so the disk serves whole rows in parallel rather than page by page.
+        #[cfg(unix)]
         for &row in rows {
-            if row >= self.rows {
-                return Err(DataError::invalid(
-                    &self.path,
-                    format!("row {row} requested but the file has {} rows", self.rows),
-                ));
-            }
+            let start = self.data_offset + row * self.row_bytes();
+            let begin = start / 4096 * 4096;
+            let _ = self.map.advise_range(
+                memmap2::Advice::WillNeed,
+                begin,
+                start + self.row_bytes() - begin,
+            );
+        }
+        for &row in rows {
             let start = self.data_offset + row * self.row_bytes();
             let bytes = &self.map[start..start + self.row_bytes()];
             out.extend(f32_le(bytes));

@@ -12,15 +12,21 @@ const EPS: f64 = 1e-8;
 
 /// ‖x‖₂ over the last axis, keeping the axis.
 pub fn norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.powi_scalar(2)
-        .sum_dim(D - 1)
-        .add_scalar(UNDER_ROOT)
-        .sqrt()
+    norm_dim(x, D - 1)
+}
+
+fn norm_dim<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    x.powi_scalar(2).sum_dim(dim).add_scalar(UNDER_ROOT).sqrt()
 }
 
 /// x / (‖x‖ + 1e-8) over the last axis (the epsilon is added to the norm, as the official code does).
 pub fn l2norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let n = norm(x.clone());
+    l2norm_dim(x, D - 1)
+}
+
+/// [`l2norm`] over axis `dim`.
+pub fn l2norm_dim<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let n = norm_dim(x.clone(), dim);
     x / n.add_scalar(EPS)
 }
 

@@ -1,5 +1,32 @@
-//! Checkpoints: the official PyTorch `.pth` files as published.
+//! Checkpoints: the project's own format, and the official PyTorch `.pth` files as published.
 
+pub mod native;
 pub mod official;
 pub mod pickle;
 pub mod pth;
+
+use crate::model::Rcar;
+use burn::tensor::Device;
+use rcar_data::DataError;
+use std::path::Path;
+
+/// Loads a model from any checkpoint a user may hold: a directory of this project (a checkpoint or
+/// a run, whose best checkpoint is taken) or an official `.pth` file.
+pub fn load_any(path: &Path, device: &Device) -> Result<Rcar, DataError> {
+    if path.is_dir() {
+        let best = path.join("best");
+        let dir = if native::is_native(path) { path } else { &best };
+        if !native::is_native(dir) {
+            return Err(DataError::invalid(
+                path,
+                format!(
+                    "neither a checkpoint ({} + {}) nor a run directory with best/",
+                    native::WEIGHTS_FILE,
+                    native::CONFIG_FILE
+                ),
+            ));
+        }
+        return native::load_model(dir, device);
+    }
+    official::load_official(path, device).map(|(model, _)| model)
+}

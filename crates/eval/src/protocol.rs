@@ -1,0 +1,191 @@
+//! The published protocols (spec §4.4): the full matrix of a split (Flickr30K 1K on `test`, MSCOCO
+//! 5K on `testall`, dev for model selection) or, with `fold5`, the mean over five 1,000-image folds
+//! (MSCOCO 1K on `testall`). Several models are scored as an ensemble: the average of their matrices.
+
+use crate::encode::{chunk_for_budget, encode, score};
+use crate::metrics::{Metrics, SimMatrix};
+use crate::progress::Progress;
+use burn::tensor::Device;
+use rcar_backbones::Rcar;
+use rcar_data::split::Split;
+use rcar_data::DataError;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Images per fold of the MSCOCO 1K protocol.
+pub const FOLD_IMAGES: usize = 1000;
+
+/// How to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Average over five 1,000-image folds instead of scoring the full matrix.
+    pub fold5: bool,
+    /// Pairs per chunk; derived from `mem_budget` when absent.
+    pub chunk: Option<usize>,
+    /// Bytes the similarity pass may use for intermediates.
+    pub mem_budget: usize,
+    /// Images or captions per encoding batch.
+    pub batch: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            fold5: false,
+            chunk: None,
+            mem_budget: 1 << 30,
+            batch: 128,
+        }
+    }
+}
+
+/// What an evaluation found, in the layout `--json` writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    pub protocol: String,
+    pub images: usize,
+    pub captions: usize,
+    pub checkpoints: Vec<String>,
+    pub backend: String,
+    pub pairs_per_second: f64,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folds: Option<Vec<Metrics>>,
+}
+
+/// Metrics of a whole matrix, or of its five diagonal folds when `fold5`.
+pub fn metrics_of(sims: &SimMatrix, fold5: bool) -> (Metrics, Option<Vec<Metrics>>) {
+    if !fold5 {
+        return (Metrics::of(sims), None);
+    }
+    let blocks: Vec<SimMatrix> = fold_ranges(sims.images).map(|r| sims.block(r)).collect();
+    summarise(&blocks, true)
+}
+
+/// Metrics of one full matrix, or the mean over fold matrices with each fold's own.
+fn summarise(matrices: &[SimMatrix], fold5: bool) -> (Metrics, Option<Vec<Metrics>>) {
+    let all: Vec<Metrics> = matrices.iter().map(Metrics::of).collect();
+    if fold5 {
+        (Metrics::mean(&all), Some(all))
+    } else {
+        (all[0], None)
+    }
+}
+
+fn fold_ranges(images: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = (images / 5).clamp(1, FOLD_IMAGES);
+    (0..5).map(move |f| f * size..(f + 1) * size)
+}
+
+/// Checks that a split can be evaluated (and folded) under the protocol.
+pub fn check_split(split: &Split, fold5: bool) -> Result<(), DataError> {
+    split.check_eval()?;
+    if fold5 && (split.num_images() < 5 || !split.num_images().is_multiple_of(5)) {
+        return Err(DataError::invalid(
+            &split.caps_path,
+            format!(
+                "--fold5 needs a multiple of 5 images ({FOLD_IMAGES} per fold for MSCOCO 1K); the split has {}",
+                split.num_images()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The similarity matrices of `models` (averaged) on `split`: the full matrix, or, with `fold5`,
+/// one per fold (the off-diagonal blocks are never computed).
+pub fn similarity(
+    models: &[Rcar],
+    split: &Split,
+    opts: &EvalOptions,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Vec<SimMatrix>, DataError> {
+    check_split(split, opts.fold5)?;
+    let n = split.num_images();
+    let ranges: Vec<_> = if opts.fold5 {
+        fold_ranges(n).collect()
+    } else {
+        std::iter::once(0..n).collect()
+    };
+    ranges
+        .into_iter()
+        .map(|range| {
+            let per_model = models
+                .iter()
+                .map(|model| {
+                    let encoded =
+                        encode(model, split, range.clone(), opts.batch, device, progress)?;
+                    let [_, t, _] = encoded.captions.dims();
+                    let chunk = opts
+                        .chunk
+                        .unwrap_or_else(|| chunk_for_budget(&model.config, t, opts.mem_budget));
+                    Ok(score(model, &encoded, chunk, progress))
+                })
+                .collect::<Result<Vec<_>, DataError>>()?;
+            Ok(SimMatrix::average(&per_model))
+        })
+        .collect()
+}
+
+/// Evaluates `models` (eval mode) on `split` under the protocol and reports.
+pub fn evaluate(
+    models: &[Rcar],
+    names: &[String],
+    split: &Split,
+    opts: &EvalOptions,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<(Report, Vec<SimMatrix>), DataError> {
+    let started = Instant::now();
+    let matrices = similarity(models, split, opts, device, progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (metrics, folds) = summarise(&matrices, opts.fold5);
+    let pairs: usize = matrices.iter().map(|m| m.images * m.captions).sum();
+    let report = Report {
+        metrics,
+        protocol: protocol_name(&split.name, opts.fold5),
+        images: split.num_images(),
+        captions: split.len(),
+        checkpoints: names.to_vec(),
+        backend: format!("{device:?}"),
+        pairs_per_second: (pairs * models.len()) as f64 / seconds.max(1e-9),
+        seconds,
+        folds,
+    };
+    Ok((report, matrices))
+}
+
+/// A protocol's name as papers print it.
+pub fn protocol_name(split: &str, fold5: bool) -> String {
+    match (split, fold5) {
+        ("testall", true) => "MSCOCO 1K (5-fold testall)".into(),
+        ("testall", false) => "MSCOCO 5K (testall)".into(),
+        ("test", false) => "1K test (Flickr30K)".into(),
+        (name, true) => format!("{name}, 5 folds"),
+        (name, false) => name.into(),
+    }
+}
+
+/// Refuses a model whose vocabulary size differs from the vocabulary file the captions are encoded
+/// with: its word ids would mean other words.
+pub fn check_vocab(
+    model: &Rcar,
+    vocab_len: usize,
+    vocab_path: &std::path::Path,
+    checkpoint: &std::path::Path,
+) -> Result<(), DataError> {
+    if model.config.vocab_size == vocab_len {
+        return Ok(());
+    }
+    Err(DataError::invalid(
+        vocab_path,
+        format!(
+            "{vocab_len} words (<mask> included), but {} was trained with vocab_size {}",
+            checkpoint.display(),
+            model.config.vocab_size
+        ),
+    ))
+}

@@ -1,0 +1,15 @@
+//! Training RCAR with the official recipe (spec §3): the hinge loss, AdamW, global-norm clipping,
+//! the warm-up and lr schedules, and resumable, seeded runs with checkpoints and curves.
+
+pub mod clip;
+pub mod config;
+pub mod curves;
+pub mod error;
+pub mod loss;
+pub mod run;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use error::TrainError;
+pub use loss::{hinge, LossMode};
+pub use trainer::{Outcome, Trainer};

@@ -1,0 +1,208 @@
+//! A run directory: `config.json` (resolved), `metrics.jsonl`, `curves.svg`, `best/` (the model with
+//! the best dev rsum) and `checkpoints/step-NNNNNNNN/` (model, optimizer, state; the last few kept).
+//!
+//! A checkpoint is assembled in a hidden directory and renamed into place, so `checkpoints/` only
+//! ever holds complete ones; every other file is replaced atomically.
+
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::tensor::{Bytes, Device};
+use rcar_backbones::checkpoint::native::{load_model, save_model};
+use rcar_backbones::Rcar;
+use rcar_data::atomic::write_atomic;
+use rcar_data::DataError;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where training stands; everything needed, with the checkpointed weights and optimizer, to
+/// continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch in progress (or about to start).
+    pub epoch: usize,
+    /// The next batch of that epoch.
+    pub batch: usize,
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub best_rsum: f64,
+    pub best_epoch: Option<usize>,
+    /// Loss sum and steps of the epoch in progress, for its mean.
+    pub epoch_loss_sum: f64,
+    pub epoch_steps: u64,
+    /// (step, loss) of logged steps and (epoch, dev rsum), for the curves.
+    pub loss_curve: Vec<(u64, f64)>,
+    pub rsum_curve: Vec<(usize, f64)>,
+}
+
+impl TrainState {
+    pub fn new() -> Self {
+        Self {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            // Below any rsum (and, unlike −∞, representable in JSON).
+            best_rsum: -1.0,
+            best_epoch: None,
+            epoch_loss_sum: 0.0,
+            epoch_steps: 0,
+            loss_curve: Vec::new(),
+            rsum_curve: Vec::new(),
+        }
+    }
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub const STATE_FILE: &str = "state.json";
+pub const OPTIM_FILE: &str = "optim.bpk";
+
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    pub fn curves(&self) -> PathBuf {
+        self.root.join("curves.svg")
+    }
+
+    pub fn best(&self) -> PathBuf {
+        self.root.join("best")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Complete checkpoints, oldest first.
+    pub fn list_checkpoints(&self) -> Result<Vec<PathBuf>, DataError> {
+        let dir = self.checkpoints();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| DataError::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+                    && p.join(STATE_FILE).is_file()
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// Writes a checkpoint of `step` and drops all but the newest `keep`.
+    pub fn save_checkpoint(
+        &self,
+        model: &Rcar,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+        keep: usize,
+    ) -> Result<PathBuf, DataError> {
+        let name = format!("step-{:08}", state.step);
+        let target = self.checkpoints().join(&name);
+        let staging = self.checkpoints().join(format!(".{name}.partial"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        }
+        save_model(model, &staging)?;
+        let optim_path = staging.join(OPTIM_FILE);
+        let bytes = optim.to_record().into_bytes().map_err(|e| {
+            DataError::invalid(&optim_path, format!("cannot serialise the optimizer: {e}"))
+        })?;
+        write_atomic(&optim_path, &bytes)?;
+        write_json(&staging.join(STATE_FILE), state)?;
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| DataError::io(&target, e))?;
+        }
+        std::fs::rename(&staging, &target).map_err(|e| DataError::io(&target, e))?;
+        let all = self.list_checkpoints()?;
+        for old in &all[..all.len().saturating_sub(keep.max(1))] {
+            std::fs::remove_dir_all(old).map_err(|e| DataError::io(old, e))?;
+        }
+        Ok(target)
+    }
+}
+
+/// Reads a checkpoint: the model on `device`, the optimizer state into `optim`, the training state.
+pub fn load_checkpoint(
+    dir: &Path,
+    device: &Device,
+    optim: ModuleOptimizer,
+) -> Result<(Rcar, ModuleOptimizer, TrainState), DataError> {
+    let model = load_model(dir, device)?;
+    let optim_path = dir.join(OPTIM_FILE);
+    let bytes = std::fs::read(&optim_path).map_err(|e| DataError::io(&optim_path, e))?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| DataError::invalid(&optim_path, format!("not an optimizer state: {e}")))?;
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| DataError::io(&state_path, e))?;
+    let state = serde_json::from_str(&text)
+        .map_err(|e| DataError::invalid(&state_path, format!("not a training state: {e}")))?;
+    Ok((model, optim.load_record(record), state))
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    write_atomic(path, text.as_bytes())
+}
+
+/// The metrics log, one JSON object per line; every line carries the step it was written after.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    /// Opens the log for appending, first dropping lines written after step `keep_until` (by a run
+    /// that died after its last checkpoint).
+    pub fn open(path: &Path, keep_until: Option<u64>) -> Result<Self, DataError> {
+        if let (Some(limit), true) = (keep_until, path.exists()) {
+            let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+            let kept: String = text
+                .lines()
+                .filter(|line| {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= limit)
+                })
+                .map(|line| format!("{line}\n"))
+                .collect();
+            write_atomic(path, kept.as_bytes())?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| DataError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn write(&mut self, value: &serde_json::Value) -> Result<(), DataError> {
+        writeln!(self.file, "{value}").map_err(|e| DataError::io(&self.path, e))
+    }
+}

@@ -1,0 +1,355 @@
+//! The training loop (spec §3): caption-indexed batches, the B×B score grid, hinge loss with the
+//! warm-up switch, global-norm clipping, AdamW, the lr step; dev evaluation, checkpoints and the
+//! best model each epoch. Randomness (initialisation, batches, augmentation, dropout) is derived from
+//! the seed and the position in the run, so a resumed run repeats an uninterrupted one exactly.
+
+use crate::clip::clip_global;
+use crate::config::TrainConfig;
+use crate::curves;
+use crate::error::TrainError;
+use crate::loss::hinge;
+use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::RngCore;
+use rcar_backbones::checkpoint::native::save_model;
+use rcar_backbones::Rcar;
+use rcar_data::atomic::write_atomic;
+use rcar_data::batch::{batches_per_epoch, derive_rng, train_epoch, Batch, LoaderConfig};
+use rcar_data::split::Split;
+use rcar_data::vocab::Vocab;
+use rcar_data::DataError;
+use rcar_eval::{evaluate, EvalOptions, Metrics, Progress};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const INIT: u64 = 10;
+const DROPOUT: u64 = 11;
+
+/// The official optimizer: AdamW with PyTorch's defaults (Burn's eps and weight decay differ).
+pub fn adamw() -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.01)
+        .init()
+}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// All epochs done; the best dev result.
+    Finished { best_rsum: f64, best_epoch: usize },
+    /// Stopped at the step limit, as an interruption would: nothing saved past the last checkpoint.
+    Interrupted { step: u64 },
+}
+
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub run: RunDir,
+    device: Device,
+    model: Option<Rcar>,
+    optim: ModuleOptimizer,
+    pub state: TrainState,
+    train: Arc<Split>,
+    dev: Split,
+    log: MetricsLog,
+}
+
+fn open_data(cfg: &TrainConfig) -> Result<(Arc<Split>, Split), DataError> {
+    let vocab = Vocab::load(&cfg.vocab)?;
+    if vocab.len() != cfg.model.vocab_size {
+        return Err(DataError::invalid(
+            &cfg.vocab,
+            format!(
+                "{} words (<mask> included) but the model is configured for vocab_size {}",
+                vocab.len(),
+                cfg.model.vocab_size
+            ),
+        ));
+    }
+    let train = Split::open(&cfg.data, "train", &vocab)?;
+    if train.len() < cfg.batch_size {
+        return Err(DataError::invalid(
+            &train.caps_path,
+            format!(
+                "{} captions: fewer than one batch of {}",
+                train.len(),
+                cfg.batch_size
+            ),
+        ));
+    }
+    let dev = Split::open(&cfg.data, "dev", &vocab)?;
+    dev.check_eval()?;
+    Ok((Arc::new(train), dev))
+}
+
+impl Trainer {
+    /// A new run in `dir`, which must not hold one already (resume it instead). `device` must be
+    /// an autodiff device.
+    pub fn new(cfg: TrainConfig, dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let run = RunDir::new(dir);
+        if run.config().exists() {
+            return Err(DataError::invalid(
+                &run.config(),
+                "a run already lives here: resume it (--resume) or choose another --out",
+            )
+            .into());
+        }
+        let (train, dev) = open_data(&cfg)?;
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        write_atomic(&run.config(), cfg.to_json().as_bytes())?;
+        device.seed(derive_rng(cfg.seed, &[INIT]).next_u64());
+        let model = cfg.model.init(device);
+        let log = MetricsLog::open(&run.metrics(), None)?;
+        Ok(Self {
+            cfg,
+            run,
+            device: device.clone(),
+            model: Some(model),
+            optim: adamw(),
+            state: TrainState::new(),
+            train,
+            dev,
+            log,
+        })
+    }
+
+    /// Continues the run in `dir` from its newest checkpoint (from the start if it has none).
+    /// `overrides` may change what does not alter the run's course (paths, epochs).
+    pub fn resume(
+        dir: &Path,
+        device: &Device,
+        overrides: impl FnOnce(&mut TrainConfig),
+    ) -> Result<Self, TrainError> {
+        let run = RunDir::new(dir);
+        let mut cfg = TrainConfig::load(&run.config())?;
+        overrides(&mut cfg);
+        let latest = run.list_checkpoints()?.pop();
+        let Some(latest) = latest else {
+            std::fs::remove_file(run.config()).map_err(|e| DataError::io(&run.config(), e))?;
+            return Self::new(cfg, dir, device);
+        };
+        write_atomic(&run.config(), cfg.to_json().as_bytes())?;
+        let (train, dev) = open_data(&cfg)?;
+        let (model, optim, state) = load_checkpoint(&latest, device, adamw())?;
+        let log = MetricsLog::open(&run.metrics(), Some(state.step))?;
+        Ok(Self {
+            cfg,
+            run,
+            device: device.clone(),
+            model: Some(model),
+            optim,
+            state,
+            train,
+            dev,
+            log,
+        })
+    }
+
+    pub fn model(&self) -> &Rcar {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    /// Trains until the configured epochs are done, or until `max_steps` optimizer steps in all.
+    pub fn run(
+        &mut self,
+        progress: &mut dyn Progress,
+        max_steps: Option<u64>,
+    ) -> Result<Outcome, TrainError> {
+        let per_epoch = batches_per_epoch(self.train.len(), self.cfg.batch_size);
+        while self.state.epoch < self.cfg.epochs {
+            let epoch = self.state.epoch;
+            let (lr, mode) = (self.cfg.lr_at(epoch), self.cfg.loss_at(epoch));
+            let loader = LoaderConfig {
+                batch_size: self.cfg.batch_size,
+                seed: self.cfg.seed,
+                augment: self.cfg.augment,
+                prefetch: 2,
+            };
+            progress.start(
+                &format!("epoch {}/{}", epoch + 1, self.cfg.epochs),
+                per_epoch as u64,
+            );
+            progress.advance(self.state.batch as u64);
+            let started = Instant::now();
+            let first = self.state.batch;
+            for batch in train_epoch(self.train.clone(), loader, epoch, self.state.batch) {
+                if max_steps.is_some_and(|m| self.state.step >= m) {
+                    progress.finish();
+                    return Ok(Outcome::Interrupted {
+                        step: self.state.step,
+                    });
+                }
+                let batch = batch?;
+                let (loss, grad_norm) = self.step(&batch, mode, lr)?;
+                self.state.step += 1;
+                self.state.batch += 1;
+                self.state.epoch_loss_sum += loss as f64;
+                self.state.epoch_steps += 1;
+                let pairs = (self.cfg.batch_size * self.cfg.batch_size) as f64;
+                let rate = pairs * (self.state.batch - first) as f64
+                    / started.elapsed().as_secs_f64().max(1e-9);
+                progress.status(&format!("loss {loss:.4} lr {lr:.1e} {:.0} pairs/s", rate));
+                progress.advance(1);
+                if self.state.step.is_multiple_of(self.cfg.log_every.max(1)) {
+                    self.state.loss_curve.push((self.state.step, loss as f64));
+                    self.log.write(&json!({
+                        "kind": "step", "step": self.state.step, "epoch": epoch,
+                        "batch": self.state.batch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                        "loss_mode": mode, "seconds": started.elapsed().as_secs_f64(),
+                    }))?;
+                }
+                if self.cfg.checkpoint_every > 0
+                    && self.state.step.is_multiple_of(self.cfg.checkpoint_every)
+                    && self.state.batch < per_epoch
+                {
+                    self.run.save_checkpoint(
+                        self.model(),
+                        &self.optim,
+                        &self.state,
+                        self.cfg.keep_checkpoints,
+                    )?;
+                }
+            }
+            progress.finish();
+            self.end_epoch(progress, lr, started)?;
+        }
+        Ok(Outcome::Finished {
+            best_rsum: self.state.best_rsum,
+            best_epoch: self.state.best_epoch.unwrap_or(0),
+        })
+    }
+
+    /// One optimizer step on `batch`; returns the loss and the gradient norm before clipping.
+    fn step(
+        &mut self,
+        batch: &Batch,
+        mode: crate::loss::LossMode,
+        lr: f64,
+    ) -> Result<(f32, f64), TrainError> {
+        let device = &self.device;
+        device.seed(
+            derive_rng(
+                self.cfg.seed,
+                &[DROPOUT, self.state.epoch as u64, self.state.batch as u64],
+            )
+            .next_u64(),
+        );
+        let b = batch.captions.len();
+        let model = self.model.take().expect("model present between steps");
+        let images = Tensor::from_data(
+            TensorData::new(batch.images.clone(), [b, batch.regions, batch.dim]),
+            device,
+        );
+        let ids: Vec<i64> = batch.captions.ids.iter().map(|&i| i as i64).collect();
+        let ids: Tensor<2, Int> =
+            Tensor::from_data(TensorData::new(ids, [b, batch.captions.max_len]), device);
+        let lengths = &batch.captions.lengths;
+        let chunk = if self.cfg.train_chunk == 0 {
+            b * b
+        } else {
+            self.cfg.train_chunk
+        };
+        let scores = model.similarity(
+            model.encode_images(images),
+            model.encode_captions(ids, lengths),
+            lengths,
+            chunk,
+        );
+        let loss = hinge(scores, self.cfg.margin, mode);
+        let value: f32 = loss.clone().into_scalar::<f32>();
+        if !value.is_finite() {
+            self.model = Some(model);
+            return Err(TrainError::NonFinite {
+                step: self.state.step + 1,
+                epoch: self.state.epoch,
+                loss: value,
+            });
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = clip_global(&model, &mut grads, self.cfg.grad_clip);
+        self.model = Some(self.optim.step(lr, model, grads));
+        Ok((value, norm))
+    }
+
+    /// Dev evaluation, the best model, a checkpoint, the log and the curves.
+    fn end_epoch(
+        &mut self,
+        progress: &mut dyn Progress,
+        lr: f64,
+        started: Instant,
+    ) -> Result<(), TrainError> {
+        let epoch = self.state.epoch;
+        let eval_model = self.model().valid();
+        let opts = EvalOptions {
+            mem_budget: self.cfg.eval_mem_budget,
+            ..EvalOptions::default()
+        };
+        let eval_device = self.device.clone().without_autodiff();
+        let (report, _) = evaluate(
+            std::slice::from_ref(&eval_model),
+            &[],
+            &self.dev,
+            &opts,
+            &eval_device,
+            progress,
+        )?;
+        let dev: Metrics = report.metrics;
+        let mean_loss = self.state.epoch_loss_sum / self.state.epoch_steps.max(1) as f64;
+        let improved = dev.rsum > self.state.best_rsum;
+        if improved {
+            self.state.best_rsum = dev.rsum;
+            self.state.best_epoch = Some(epoch);
+            save_model(&eval_model, &self.run.best())?;
+            write_json(
+                &self.run.best().join("metrics.json"),
+                &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),
+            )?;
+        }
+        self.state.rsum_curve.push((epoch, dev.rsum));
+        self.log.write(&json!({
+            "kind": "epoch", "step": self.state.step, "epoch": epoch, "loss_mean": mean_loss,
+            "lr": lr, "dev": dev, "best": improved, "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+        progress.line(&format!(
+            "epoch {:>3}/{}  loss {:>9.4}  dev R@1 {:5.1}/{:5.1}  rsum {:6.1}{}  {:.0}s",
+            epoch + 1,
+            self.cfg.epochs,
+            mean_loss,
+            dev.i2t.r1,
+            dev.t2i.r1,
+            dev.rsum,
+            if improved { "  best" } else { "" },
+            started.elapsed().as_secs_f64()
+        ));
+        self.state.epoch += 1;
+        self.state.batch = 0;
+        self.state.epoch_loss_sum = 0.0;
+        self.state.epoch_steps = 0;
+        self.run.save_checkpoint(
+            self.model(),
+            &self.optim,
+            &self.state,
+            self.cfg.keep_checkpoints,
+        )?;
+        let loss: Vec<(f64, f64)> = self
+            .state
+            .loss_curve
+            .iter()
+            .map(|&(s, l)| (s as f64, l))
+            .collect();
+        let rsum: Vec<(f64, f64)> = self
+            .state
+            .rsum_curve
+            .iter()
+            .map(|&(e, r)| (e as f64 + 1.0, r))
+            .collect();
+        write_atomic(&self.run.curves(), curves::render(&loss, &rsum).as_bytes())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! `cargo xtask eval`: a checkpoint (or an ensemble) under a protocol, or saved similarity matrices.
+
+use crate::backend;
+use crate::progress::Bars;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rcar_backbones::checkpoint::load_any;
+use rcar_backbones::Rcar;
+use rcar_data::split::Split;
+use rcar_data::vocab::Vocab;
+use rcar_data::DataError;
+use rcar_eval::protocol::{check_vocab, metrics_of, protocol_name};
+use rcar_eval::{evaluate, sims, EvalOptions, Metrics, Report};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A run directory (its best/), a checkpoint directory, or an official `.pth`; twice for the
+    /// ensemble of two models.
+    #[arg(long, num_args = 1, conflicts_with = "sims")]
+    checkpoint: Vec<PathBuf>,
+    /// Saved similarity matrices (`--save-sims`) to score instead; twice for their ensemble.
+    #[arg(long, num_args = 1)]
+    sims: Vec<PathBuf>,
+    /// Dataset directory in the SCAN layout.
+    #[arg(long, required_unless_present = "sims")]
+    data: Option<PathBuf>,
+    /// Vocabulary JSON; default `DATA/vocab.json`.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// `dev`, `test` (Flickr30K 1K) or `testall` (MSCOCO 5K; with --fold5 MSCOCO 1K).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Mean over five 1,000-image folds (MSCOCO 1K).
+    #[arg(long)]
+    fold5: bool,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Pairs per similarity chunk (default: from --mem-budget).
+    #[arg(long)]
+    shard: Option<usize>,
+    /// MiB the similarity pass may use for intermediates.
+    #[arg(long, default_value_t = 1024)]
+    mem_budget: usize,
+    /// Write the similarity matrix (float32 .npy, images × captions).
+    #[arg(long)]
+    save_sims: Option<PathBuf>,
+    /// Write the metrics as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let report = if args.sims.is_empty() {
+        with_models(&args)?
+    } else {
+        with_sims(&args)?
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        rcar_data::atomic::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_sims(args: &EvalArgs) -> Result<Report> {
+    let started = Instant::now();
+    let paths: Vec<&Path> = args.sims.iter().map(PathBuf::as_path).collect();
+    let matrix = sims::load_all(&paths)?;
+    if args.fold5 && matrix.images % 5 != 0 {
+        bail!(DataError::invalid(
+            paths[0],
+            format!(
+                "--fold5 needs a multiple of 5 images, the matrix has {}",
+                matrix.images
+            )
+        ));
+    }
+    let (metrics, folds) = metrics_of(&matrix, args.fold5);
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        metrics,
+        protocol: protocol_name(
+            &format!("{}×{} matrix", matrix.images, matrix.captions),
+            args.fold5,
+        ),
+        images: matrix.images,
+        captions: matrix.captions,
+        checkpoints: args.sims.iter().map(|p| p.display().to_string()).collect(),
+        backend: "none (saved matrices)".into(),
+        pairs_per_second: (matrix.images * matrix.captions) as f64 / seconds.max(1e-9),
+        seconds,
+        folds,
+    })
+}
+
+/// Loads a model for evaluation and checks it against the vocabulary.
+pub fn load_model(path: &Path, vocab: &Vocab, vocab_path: &Path, backend: &str) -> Result<Rcar> {
+    let device = backend::device(backend)?;
+    let model = load_any(path, &device)?;
+    check_vocab(&model, vocab.len(), vocab_path, path)?;
+    Ok(model)
+}
+
+fn with_models(args: &EvalArgs) -> Result<Report> {
+    if args.checkpoint.is_empty() {
+        bail!("give --checkpoint (a run, checkpoint or official .pth) or --sims");
+    }
+    let data = args.data.as_ref().expect("clap requires --data");
+    let vocab_path = args
+        .vocab
+        .clone()
+        .unwrap_or_else(|| data.join("vocab.json"));
+    let vocab = Vocab::load(&vocab_path)?;
+    let models = args
+        .checkpoint
+        .iter()
+        .map(|p| load_model(p, &vocab, &vocab_path, &args.backend))
+        .collect::<Result<Vec<_>>>()?;
+    let split = Split::open(data, &args.split, &vocab)
+        .with_context(|| format!("opening split {:?}", args.split))?;
+    if args.save_sims.is_some() && args.fold5 {
+        bail!("--save-sims saves the full matrix: run without --fold5 (the folds are sliced from it with --sims FILE --fold5)");
+    }
+    let opts = EvalOptions {
+        fold5: args.fold5,
+        chunk: args.shard,
+        mem_budget: args.mem_budget << 20,
+        ..EvalOptions::default()
+    };
+    let names: Vec<String> = args
+        .checkpoint
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let device = backend::device(&args.backend)?;
+    let (mut report, matrices) =
+        evaluate(&models, &names, &split, &opts, &device, &mut Bars::new())?;
+    report.backend = args.backend.clone();
+    if let Some(path) = &args.save_sims {
+        sims::save(path, &matrices[0])?;
+    }
+    Ok(report)
+}
+
+/// The recall table of a report.
+pub fn print_report(r: &Report) {
+    println!(
+        "{} — {} images × {} captions, {} model(s), {:.1}s, {:.0} pairs/s",
+        r.protocol,
+        r.images,
+        r.captions,
+        r.checkpoints.len(),
+        r.seconds,
+        r.pairs_per_second
+    );
+    print_table(&r.metrics);
+}
+
+pub fn print_table(m: &Metrics) {
+    println!("|           |  R@1 |  R@5 | R@10 | medr |  meanr |");
+    println!("|-----------|-----:|-----:|-----:|-----:|-------:|");
+    for (name, r) in [("image→text", m.i2t), ("text→image", m.t2i)] {
+        println!(
+            "| {name} | {:4.1} | {:4.1} | {:4.1} | {:4.1} | {:6.1} |",
+            r.r1, r.r5, r.r10, r.medr, r.meanr
+        );
+    }
+    println!("rsum {:.1}", m.rsum);
+}
