@@ -11,7 +11,7 @@ use rcar_data::split::Split;
 use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::{evaluate, EvalOptions};
-use rcar_train::{TrainConfig, Trainer};
+use rcar_train::{initial_model, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -47,7 +47,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     cfg.vocab = vocab_path.clone();
     let mut trainer = if args.out.join("config.json").exists() {
         println!("continuing the demo run in {}", args.out.display());
-        Trainer::resume(&args.out, &device.clone().autodiff(), |_| {})?
+        Trainer::resume(&args.out, &device.clone().autodiff(), |run| {
+            run.data = cfg.data.clone();
+            run.vocab = cfg.vocab.clone();
+        })?
     } else {
         Trainer::new(cfg.clone(), &args.out, &device.clone().autodiff())?
     };
@@ -76,8 +79,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         &device,
         &mut Bars::new(),
     )?;
-    device.seed(cfg.seed);
-    let untrained = cfg.model.init(&device);
+    let untrained = initial_model(&cfg, &device);
     let (baseline, _) = evaluate(&[untrained], &[], &test, &opts, &device, &mut Bars::new())?;
     println!();
     println!("trained ({}):", args.out.display());

@@ -8,8 +8,7 @@ use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::Rcar;
 use rcar_data::split::Split;
 use rcar_data::vocab::Vocab;
-use rcar_data::DataError;
-use rcar_eval::protocol::{check_vocab, metrics_of, protocol_name};
+use rcar_eval::protocol::{check_folds, metrics_of, protocol_name};
 use rcar_eval::{evaluate, sims, EvalOptions, Metrics, Report};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,14 +68,8 @@ fn with_sims(args: &EvalArgs) -> Result<Report> {
     let started = Instant::now();
     let paths: Vec<&Path> = args.sims.iter().map(PathBuf::as_path).collect();
     let matrix = sims::load_all(&paths)?;
-    if args.fold5 && matrix.images % 5 != 0 {
-        bail!(DataError::invalid(
-            paths[0],
-            format!(
-                "--fold5 needs a multiple of 5 images, the matrix has {}",
-                matrix.images
-            )
-        ));
+    if args.fold5 {
+        check_folds(matrix.images, paths[0])?;
     }
     let (metrics, folds) = metrics_of(&matrix, args.fold5);
     let seconds = started.elapsed().as_secs_f64();
@@ -100,7 +93,9 @@ fn with_sims(args: &EvalArgs) -> Result<Report> {
 pub fn load_model(path: &Path, vocab: &Vocab, vocab_path: &Path, backend: &str) -> Result<Rcar> {
     let device = backend::device(backend)?;
     let model = load_any(path, &device)?;
-    check_vocab(&model, vocab.len(), vocab_path, path)?;
+    model
+        .config
+        .check_vocab(vocab.len(), vocab_path, &path.display().to_string())?;
     Ok(model)
 }
 

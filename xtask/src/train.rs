@@ -38,6 +38,19 @@ pub struct TrainArgs {
     pub max_steps: Option<u64>,
 }
 
+impl TrainArgs {
+    /// The overrides a resumed run accepts too: they do not change its course.
+    fn override_paths_and_epochs(&self, cfg: &mut TrainConfig) {
+        if let Some(data) = &self.data {
+            cfg.data = data.clone();
+        }
+        if let Some(vocab) = &self.vocab {
+            cfg.vocab = vocab.clone();
+        }
+        cfg.epochs = self.epochs.unwrap_or(cfg.epochs);
+    }
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let device = backend::device(&args.backend)?.autodiff();
     let mut trainer = match (&args.config, &args.resume) {
@@ -45,18 +58,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             if args.batch_size.is_some() || args.lr.is_some() || args.seed.is_some() {
                 bail!("--batch-size, --lr and --seed would change a resumed run's course; start a new run instead");
             }
-            let a = args.clone();
-            Trainer::resume(dir, &device, move |cfg| {
-                cfg.data = a.data.unwrap_or(cfg.data.clone());
-                cfg.vocab = a.vocab.unwrap_or(cfg.vocab.clone());
-                cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
-            })?
+            Trainer::resume(dir, &device, |cfg| args.override_paths_and_epochs(cfg))?
         }
         (Some(path), None) => {
             let mut cfg = TrainConfig::load(path)?;
-            cfg.data = args.data.clone().unwrap_or(cfg.data);
-            cfg.vocab = args.vocab.clone().unwrap_or(cfg.vocab);
-            cfg.epochs = args.epochs.unwrap_or(cfg.epochs);
+            args.override_paths_and_epochs(&mut cfg);
             cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
             cfg.lr = args.lr.unwrap_or(cfg.lr);
             cfg.seed = args.seed.unwrap_or(cfg.seed);

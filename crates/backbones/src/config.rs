@@ -71,6 +71,26 @@ impl ModelConfig {
         }
     }
 
+    /// Refuses a vocabulary file of another size than the model's: its word ids would mean other
+    /// words. `source` names where the configuration came from (a checkpoint, an experiment).
+    pub fn check_vocab(
+        &self,
+        vocab_len: usize,
+        vocab_path: &std::path::Path,
+        source: &str,
+    ) -> Result<(), rcar_data::DataError> {
+        if self.vocab_size == vocab_len {
+            return Ok(());
+        }
+        Err(rcar_data::DataError::invalid(
+            vocab_path,
+            format!(
+                "{vocab_len} words (<mask> included), but {source} has vocab_size {}",
+                self.vocab_size
+            ),
+        ))
+    }
+
     /// Whether scores come from the sigmoid head (RAR modes) rather than the mean cosine.
     pub fn sigmoid_head(&self) -> bool {
         self.mode != Mode::OnlyRcr

@@ -5,7 +5,8 @@ use crate::image_encoder::ImageEncoder;
 use crate::similarity::SimilarityEncoder;
 use crate::text_encoder::TextEncoder;
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rcar_data::batch::TokenBatch;
 
 #[derive(Module, Debug)]
 pub struct Rcar {
@@ -43,6 +44,13 @@ impl Rcar {
     /// Padded ids `[B, T]` → word embeddings `[B, T, E]`, zero beyond each length.
     pub fn encode_captions(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
         self.txt_enc.forward(ids, lengths)
+    }
+
+    /// A padded batch of token ids → word embeddings `[B, T, E]` on `device`.
+    pub fn encode_tokens(&self, tokens: &TokenBatch, device: &Device) -> Tensor<3> {
+        let ids: Vec<i64> = tokens.ids.iter().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::from_data(TensorData::new(ids, [tokens.len(), tokens.max_len]), device);
+        self.encode_captions(ids, &tokens.lengths)
     }
 
     /// Similarity matrix `[n_img, n_cap]` of encoded images and captions, `chunk` pairs at a time.

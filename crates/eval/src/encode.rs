@@ -3,7 +3,7 @@
 
 use crate::metrics::SimMatrix;
 use crate::progress::Progress;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rcar_backbones::{ModelConfig, Rcar};
 use rcar_data::batch::{eval_captions, eval_images};
 use rcar_data::split::{Split, CAPTIONS_PER_IMAGE};
@@ -52,9 +52,7 @@ pub fn encode(
         let range = start..(start + batch).min(captions.end);
         let tokens = eval_captions(split, range);
         let (b, t) = (tokens.len(), tokens.max_len);
-        let ids: Vec<i64> = tokens.ids.iter().map(|&id| id as i64).collect();
-        let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [b, t]), device);
-        let words = model.encode_captions(ids, &tokens.lengths);
+        let words = model.encode_tokens(&tokens, device);
         let e = model.config.embed_size;
         caption_blocks.push(if t < max_len {
             Tensor::cat(vec![words, Tensor::zeros([b, max_len - t, e], device)], 1)
@@ -73,12 +71,13 @@ pub fn encode(
 
 /// Pairs per chunk that keep the similarity pass within `budget` bytes: a generous count of the
 /// float32 intermediates one pair holds at a time (attention maps, attended and factor tensors,
-/// alignment vectors), for query length `q` and context length `c`.
-pub fn chunk_for_budget(cfg: &ModelConfig, max_len: usize, budget: usize) -> usize {
-    let regions = 36;
+/// alignment vectors), for the query and context lengths of `encoded`.
+pub fn chunk_for_budget(cfg: &ModelConfig, encoded: &Encoded, budget: usize) -> usize {
+    let [_, regions, _] = encoded.images.dims();
+    let [_, words, _] = encoded.captions.dims();
     let (q, c) = match cfg.direction {
-        rcar_backbones::Direction::T2i => (max_len, regions),
-        rcar_backbones::Direction::I2t => (regions, max_len),
+        rcar_backbones::Direction::T2i => (words, regions),
+        rcar_backbones::Direction::I2t => (regions, words),
     };
     let floats = 4 * q * c + 8 * q * cfg.embed_size + 6 * q * cfg.sim_dim + c * cfg.embed_size;
     (budget / (4 * floats)).max(1)

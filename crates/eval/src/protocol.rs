@@ -82,16 +82,23 @@ fn fold_ranges(images: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
 /// Checks that a split can be evaluated (and folded) under the protocol.
 pub fn check_split(split: &Split, fold5: bool) -> Result<(), DataError> {
     split.check_eval()?;
-    if fold5 && (split.num_images() < 5 || !split.num_images().is_multiple_of(5)) {
-        return Err(DataError::invalid(
-            &split.caps_path,
-            format!(
-                "--fold5 needs a multiple of 5 images ({FOLD_IMAGES} per fold for MSCOCO 1K); the split has {}",
-                split.num_images()
-            ),
-        ));
+    if fold5 {
+        check_folds(split.num_images(), &split.caps_path)?;
     }
     Ok(())
+}
+
+/// Five equal folds need a (non-zero) multiple of five images; `path` is where they come from.
+pub fn check_folds(images: usize, path: &std::path::Path) -> Result<(), DataError> {
+    if images >= 5 && images.is_multiple_of(5) {
+        return Ok(());
+    }
+    Err(DataError::invalid(
+        path,
+        format!(
+            "--fold5 needs a multiple of 5 images ({FOLD_IMAGES} per fold for MSCOCO 1K); there are {images}"
+        ),
+    ))
 }
 
 /// The similarity matrices of `models` (averaged) on `split`: the full matrix, or, with `fold5`,
@@ -118,10 +125,9 @@ pub fn similarity(
                 .map(|model| {
                     let encoded =
                         encode(model, split, range.clone(), opts.batch, device, progress)?;
-                    let [_, t, _] = encoded.captions.dims();
-                    let chunk = opts
-                        .chunk
-                        .unwrap_or_else(|| chunk_for_budget(&model.config, t, opts.mem_budget));
+                    let chunk = opts.chunk.unwrap_or_else(|| {
+                        chunk_for_budget(&model.config, &encoded, opts.mem_budget)
+                    });
                     Ok(score(model, &encoded, chunk, progress))
                 })
                 .collect::<Result<Vec<_>, DataError>>()?;
@@ -167,25 +173,4 @@ pub fn protocol_name(split: &str, fold5: bool) -> String {
         (name, true) => format!("{name}, 5 folds"),
         (name, false) => name.into(),
     }
-}
-
-/// Refuses a model whose vocabulary size differs from the vocabulary file the captions are encoded
-/// with: its word ids would mean other words.
-pub fn check_vocab(
-    model: &Rcar,
-    vocab_len: usize,
-    vocab_path: &std::path::Path,
-    checkpoint: &std::path::Path,
-) -> Result<(), DataError> {
-    if model.config.vocab_size == vocab_len {
-        return Ok(());
-    }
-    Err(DataError::invalid(
-        vocab_path,
-        format!(
-            "{vocab_len} words (<mask> included), but {} was trained with vocab_size {}",
-            checkpoint.display(),
-            model.config.vocab_size
-        ),
-    ))
 }

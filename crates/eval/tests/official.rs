@@ -6,7 +6,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rcar_backbones::checkpoint::official::load_official;
 use rcar_data::npy::read_f32;
 use rcar_eval::encode::{score, Encoded};
-use rcar_eval::protocol::check_vocab;
 use rcar_eval::Silent;
 use std::path::{Path, PathBuf};
 
@@ -56,12 +55,14 @@ fn a_vocabulary_of_another_size_is_refused() {
     let (model, _) =
         load_official(&fixture("t2i_base").join("checkpoint.pth"), &Device::flex()).unwrap();
     let vocab = Path::new("data/f30k_vocab.json");
-    let err = check_vocab(&model, 8482, vocab, Path::new("model_best.pth"))
+    let err = model
+        .config
+        .check_vocab(8482, vocab, "model_best.pth")
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("f30k_vocab.json") && err.contains("vocab_size 30"),
         "{err}"
     );
-    assert!(check_vocab(&model, 30, vocab, Path::new("x")).is_ok());
+    assert!(model.config.check_vocab(30, vocab, "x").is_ok());
 }

@@ -12,4 +12,4 @@ pub mod trainer;
 pub use config::TrainConfig;
 pub use error::TrainError;
 pub use loss::{hinge, LossMode};
-pub use trainer::{Outcome, Trainer};
+pub use trainer::{initial_model, Outcome, Trainer};

@@ -26,9 +26,8 @@ pub struct TrainState {
     pub step: u64,
     pub best_rsum: f64,
     pub best_epoch: Option<usize>,
-    /// Loss sum and steps of the epoch in progress, for its mean.
+    /// Loss sum of the epoch in progress (over its `batch` steps so far), for its mean.
     pub epoch_loss_sum: f64,
-    pub epoch_steps: u64,
     /// (step, loss) of logged steps and (epoch, dev rsum), for the curves.
     pub loss_curve: Vec<(u64, f64)>,
     pub rsum_curve: Vec<(usize, f64)>,
@@ -44,7 +43,6 @@ impl TrainState {
             best_rsum: -1.0,
             best_epoch: None,
             epoch_loss_sum: 0.0,
-            epoch_steps: 0,
             loss_curve: Vec::new(),
             rsum_curve: Vec::new(),
         }
@@ -118,7 +116,7 @@ impl RunDir {
         optim: &ModuleOptimizer,
         state: &TrainState,
         keep: usize,
-    ) -> Result<PathBuf, DataError> {
+    ) -> Result<(), DataError> {
         let name = format!("step-{:08}", state.step);
         let target = self.checkpoints().join(&name);
         let staging = self.checkpoints().join(format!(".{name}.partial"));
@@ -140,7 +138,7 @@ impl RunDir {
         for old in &all[..all.len().saturating_sub(keep.max(1))] {
             std::fs::remove_dir_all(old).map_err(|e| DataError::io(old, e))?;
         }
-        Ok(target)
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use crate::loss::hinge;
 use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
 use rcar_backbones::checkpoint::native::save_model;
 use rcar_backbones::Rcar;
@@ -39,6 +39,12 @@ pub fn adamw() -> ModuleOptimizer {
         .init()
 }
 
+/// The model a run with `cfg` starts from (its initialisation is derived from the run's seed).
+pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Rcar {
+    device.seed(derive_rng(cfg.seed, &[INIT]).next_u64());
+    cfg.model.init(device)
+}
+
 /// How a call to [`Trainer::run`] ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -62,16 +68,8 @@ pub struct Trainer {
 
 fn open_data(cfg: &TrainConfig) -> Result<(Arc<Split>, Split), DataError> {
     let vocab = Vocab::load(&cfg.vocab)?;
-    if vocab.len() != cfg.model.vocab_size {
-        return Err(DataError::invalid(
-            &cfg.vocab,
-            format!(
-                "{} words (<mask> included) but the model is configured for vocab_size {}",
-                vocab.len(),
-                cfg.model.vocab_size
-            ),
-        ));
-    }
+    let source = format!("the model of experiment {:?}", cfg.name);
+    cfg.model.check_vocab(vocab.len(), &cfg.vocab, &source)?;
     let train = Split::open(&cfg.data, "train", &vocab)?;
     if train.len() < cfg.batch_size {
         return Err(DataError::invalid(
@@ -103,8 +101,7 @@ impl Trainer {
         let (train, dev) = open_data(&cfg)?;
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;
-        device.seed(derive_rng(cfg.seed, &[INIT]).next_u64());
-        let model = cfg.model.init(device);
+        let model = initial_model(&cfg, device);
         let log = MetricsLog::open(&run.metrics(), None)?;
         Ok(Self {
             cfg,
@@ -186,11 +183,10 @@ impl Trainer {
                     });
                 }
                 let batch = batch?;
-                let (loss, grad_norm) = self.step(&batch, mode, lr)?;
+                let (loss, grad_norm) = self.step(batch, mode, lr)?;
                 self.state.step += 1;
                 self.state.batch += 1;
                 self.state.epoch_loss_sum += loss as f64;
-                self.state.epoch_steps += 1;
                 let pairs = (self.cfg.batch_size * self.cfg.batch_size) as f64;
                 let rate = pairs * (self.state.batch - first) as f64
                     / started.elapsed().as_secs_f64().max(1e-9);
@@ -208,12 +204,7 @@ impl Trainer {
                     && self.state.step.is_multiple_of(self.cfg.checkpoint_every)
                     && self.state.batch < per_epoch
                 {
-                    self.run.save_checkpoint(
-                        self.model(),
-                        &self.optim,
-                        &self.state,
-                        self.cfg.keep_checkpoints,
-                    )?;
+                    self.checkpoint()?;
                 }
             }
             progress.finish();
@@ -225,10 +216,20 @@ impl Trainer {
         })
     }
 
+    /// Saves where the run stands (model, optimizer, state), keeping the newest few checkpoints.
+    fn checkpoint(&self) -> Result<(), DataError> {
+        self.run.save_checkpoint(
+            self.model(),
+            &self.optim,
+            &self.state,
+            self.cfg.keep_checkpoints,
+        )
+    }
+
     /// One optimizer step on `batch`; returns the loss and the gradient norm before clipping.
     fn step(
         &mut self,
-        batch: &Batch,
+        batch: Batch,
         mode: crate::loss::LossMode,
         lr: f64,
     ) -> Result<(f32, f64), TrainError> {
@@ -243,13 +244,9 @@ impl Trainer {
         let b = batch.captions.len();
         let model = self.model.take().expect("model present between steps");
         let images = Tensor::from_data(
-            TensorData::new(batch.images.clone(), [b, batch.regions, batch.dim]),
+            TensorData::new(batch.images, [b, batch.regions, batch.dim]),
             device,
         );
-        let ids: Vec<i64> = batch.captions.ids.iter().map(|&i| i as i64).collect();
-        let ids: Tensor<2, Int> =
-            Tensor::from_data(TensorData::new(ids, [b, batch.captions.max_len]), device);
-        let lengths = &batch.captions.lengths;
         let chunk = if self.cfg.train_chunk == 0 {
             b * b
         } else {
@@ -257,8 +254,8 @@ impl Trainer {
         };
         let scores = model.similarity(
             model.encode_images(images),
-            model.encode_captions(ids, lengths),
-            lengths,
+            model.encode_tokens(&batch.captions, device),
+            &batch.captions.lengths,
             chunk,
         );
         let loss = hinge(scores, self.cfg.margin, mode);
@@ -300,7 +297,7 @@ impl Trainer {
             progress,
         )?;
         let dev: Metrics = report.metrics;
-        let mean_loss = self.state.epoch_loss_sum / self.state.epoch_steps.max(1) as f64;
+        let mean_loss = self.state.epoch_loss_sum / self.state.batch.max(1) as f64;
         let improved = dev.rsum > self.state.best_rsum;
         if improved {
             self.state.best_rsum = dev.rsum;
@@ -330,13 +327,7 @@ impl Trainer {
         self.state.epoch += 1;
         self.state.batch = 0;
         self.state.epoch_loss_sum = 0.0;
-        self.state.epoch_steps = 0;
-        self.run.save_checkpoint(
-            self.model(),
-            &self.optim,
-            &self.state,
-            self.cfg.keep_checkpoints,
-        )?;
+        self.checkpoint()?;
         let loss: Vec<(f64, f64)> = self
             .state
             .loss_curve

@@ -150,8 +150,8 @@ fn seeded_runs_repeat_and_resumed_runs_match_uninterrupted_ones() {
             "resumes at the last checkpoint"
         );
         resumed.run(&mut Silent, None).unwrap();
-        // Every loss, gradient norm and weight matches. KNOWN GAP: the dev metrics after a resume
-        // can differ in the last digit (BatchNorm running statistics); see the issue note.
+        // Every loss and gradient norm matches. KNOWN GAP: the dev metrics after a resume can
+        // differ in the last digit; see the issue note.
         assert_eq!(
             training(log(&cut)),
             training(reference.clone()),
