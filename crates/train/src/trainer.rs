@@ -128,7 +128,12 @@ impl Trainer {
         overrides(&mut cfg);
         let latest = run.list_checkpoints()?.pop();
         let Some(latest) = latest else {
-            std::fs::remove_file(run.config()).map_err(|e| DataError::io(&run.config(), e))?;
+            // Died before its first checkpoint: start over, without the lines it logged.
+            for path in [run.config(), run.metrics()] {
+                if path.exists() {
+                    std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+                }
+            }
             return Self::new(cfg, dir, device);
         };
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;

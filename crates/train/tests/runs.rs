@@ -136,9 +136,10 @@ fn seeded_runs_repeat_and_resumed_runs_match_uninterrupted_ones() {
         "the seed matters"
     );
 
-    // Interrupted after step 10 (checkpoint at 8) and after step 22 (checkpoint at 20, epoch 1):
-    // the lines written after each checkpoint are dropped and recomputed identically.
-    for stop in [10, 22] {
+    // Interrupted after step 2 (no checkpoint yet), step 10 (checkpoint at 8) and step 22
+    // (checkpoint at 20, epoch 1): the lines written after the last checkpoint are dropped and
+    // recomputed identically.
+    for stop in [2, 10, 22] {
         let cut = tmp.path().join(format!("cut{stop}"));
         let outcome = train(config(&data, 7), &cut, Some(stop));
         assert_eq!(outcome, Outcome::Interrupted { step: stop });
