@@ -7,6 +7,7 @@
 
 use crate::config::ModelConfig;
 use crate::model::Rcar;
+use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Bytes, Device};
 use rcar_data::atomic::write_atomic;
@@ -25,6 +26,9 @@ pub fn is_native(dir: &Path) -> bool {
 pub fn save_model(model: &Rcar, dir: &Path) -> Result<(), DataError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let weights = dir.join(WEIGHTS_FILE);
+    // Burn's BatchNorm keeps its newest running statistics aside until the next update or a sync;
+    // `valid` syncs them, so the file holds the statistics of the last step, not the one before.
+    let model = model.valid();
     let mut store = BurnpackStore::from_bytes(None);
     model
         .save_into(&mut store)
