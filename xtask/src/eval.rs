@@ -77,6 +77,7 @@ fn with_sims(args: &EvalArgs) -> Result<Report> {
         metrics,
         protocol: protocol_name(
             &format!("{}×{} matrix", matrix.images, matrix.captions),
+            matrix.images,
             args.fold5,
         ),
         images: matrix.images,
@@ -155,11 +156,11 @@ pub fn print_report(r: &Report) {
 }
 
 pub fn print_table(m: &Metrics) {
-    println!("|           |  R@1 |  R@5 | R@10 | medr |  meanr |");
-    println!("|-----------|-----:|-----:|-----:|-----:|-------:|");
+    println!("|            |   R@1 |   R@5 |  R@10 |  medr |  meanr |");
+    println!("|------------|------:|------:|------:|------:|-------:|");
     for (name, r) in [("image→text", m.i2t), ("text→image", m.t2i)] {
         println!(
-            "| {name} | {:4.1} | {:4.1} | {:4.1} | {:4.1} | {:6.1} |",
+            "| {name} | {:5.1} | {:5.1} | {:5.1} | {:5.1} | {:6.1} |",
             r.r1, r.r5, r.r10, r.medr, r.meanr
         );
     }

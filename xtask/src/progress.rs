@@ -5,15 +5,11 @@ use rcar_eval::Progress;
 
 pub struct Bars {
     bar: Option<ProgressBar>,
-    phase: String,
 }
 
 impl Bars {
     pub fn new() -> Self {
-        Self {
-            bar: None,
-            phase: String::new(),
-        }
+        Self { bar: None }
     }
 }
 
@@ -26,7 +22,6 @@ impl Progress for Bars {
         .progress_chars("=> ");
         let bar = ProgressBar::new(total).with_style(style);
         bar.set_prefix(phase.to_string());
-        self.phase = phase.to_string();
         self.bar = Some(bar);
     }
 

@@ -152,7 +152,7 @@ pub fn evaluate(
     let pairs: usize = matrices.iter().map(|m| m.images * m.captions).sum();
     let report = Report {
         metrics,
-        protocol: protocol_name(&split.name, opts.fold5),
+        protocol: protocol_name(&split.name, split.num_images(), opts.fold5),
         images: split.num_images(),
         captions: split.len(),
         checkpoints: names.to_vec(),
@@ -164,13 +164,13 @@ pub fn evaluate(
     Ok((report, matrices))
 }
 
-/// A protocol's name as papers print it.
-pub fn protocol_name(split: &str, fold5: bool) -> String {
-    match (split, fold5) {
-        ("testall", true) => "MSCOCO 1K (5-fold testall)".into(),
-        ("testall", false) => "MSCOCO 5K (testall)".into(),
-        ("test", false) => "1K test (Flickr30K)".into(),
-        (name, true) => format!("{name}, 5 folds"),
-        (name, false) => name.into(),
+/// A protocol's name as papers print it, where the split has the published size.
+pub fn protocol_name(split: &str, images: usize, fold5: bool) -> String {
+    match (split, images, fold5) {
+        ("testall", 5000, true) => "MSCOCO 1K (5-fold testall)".into(),
+        ("testall", 5000, false) => "MSCOCO 5K (testall)".into(),
+        ("test", 1000, false) => "Flickr30K 1K (test)".into(),
+        (name, _, true) => format!("{name}, 5 folds"),
+        (name, _, false) => name.into(),
     }
 }
