@@ -24,7 +24,8 @@ Intermediates (t2i: q = caption length, padded to T with zeros; i2t: q = regions
   sims [n_img, n_cap] (rows images, columns captions).
 Training step (train mode, dropout p = 0, BN batch statistics, first n_img captions paired with the
 images): loss_sum / loss_max (hinge, margin 0.2, summed) and grad_norm_sum / grad_norm_max (global
-L2 norm of all gradients), in train_step.json.
+L2 norm of all gradients), and the BatchNorm running statistics after the first of those steps, in
+train_step.json.
 """
 
 import argparse
@@ -320,6 +321,11 @@ def run(attn_type, mode, steps, name, gen):
         stats[f"loss_{key}"] = loss.item()
         stats[f"grad_norm_{key}"] = torch.cat(grads).norm().item()
         stats[f"scores_{key}"] = scores.detach().tolist()
+        if not hardest:
+            # PyTorch moves running_var towards the unbiased batch variance.
+            bn = train_model.img_enc.mlp.bns[0]
+            stats["bn_running_mean"] = bn.running_mean.tolist()
+            stats["bn_running_var"] = bn.running_var.tolist()
     with open(os.path.join(d, "train_step.json"), "w") as f:
         json.dump(stats, f, indent=1)
     print(name, "sims", sims.shape, stats["loss_sum"], stats["grad_norm_sum"])

@@ -1,8 +1,9 @@
 //! The image encoder (official `EncoderImage`, from GPO): FC 2048→E plus a residual 2-layer MLP whose
 //! BatchNorm normalises over all B·36 region rows, then l2norm per region.
 
+use crate::batch_norm::BatchNorm;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rcar_regulators::init::{torch_default_linear, xavier_linear};
@@ -25,7 +26,7 @@ impl ImageEncoder {
         Self {
             fc: xavier_linear(img_dim, embed_size, device),
             mlp_hidden: torch_default_linear(img_dim, embed_size / 2, device),
-            mlp_bn: BatchNormConfig::new(embed_size / 2).init(device),
+            mlp_bn: BatchNorm::new(embed_size / 2, device),
             mlp_out: torch_default_linear(embed_size / 2, embed_size, device),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod alignment;
 pub mod attention;
+pub mod batch_norm;
 pub mod checkpoint;
 pub mod config;
 pub mod gru;

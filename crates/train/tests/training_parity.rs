@@ -1,6 +1,7 @@
 //! One training-mode step against the PyTorch reference (`crates/backbones/reference/make_parity.py`,
 //! `train_step.json`): dropout 0, BatchNorm on batch statistics, the first three captions with the
-//! three images; the loss (both modes) and the global gradient norm must agree to 1e-4 relative.
+//! three images; the loss (both modes) and the global gradient norm must agree to 1e-4 relative, the
+//! BatchNorm running statistics after the step to 1e-5 absolute.
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -59,6 +60,23 @@ fn check(name: &str) {
             rel(norm, want_norm) <= REL,
             "{name} {key}: grad norm {norm} vs {want_norm}"
         );
+        if mode == LossMode::Sum {
+            // PyTorch's running-variance rule (unbiased batch variance), after one update.
+            let bn = &model.img_enc.mlp_bn;
+            for (stat, tensor) in [
+                ("bn_running_mean", bn.running_mean.value_sync()),
+                ("bn_running_var", bn.running_var.value_sync()),
+            ] {
+                let want: Vec<f32> = serde_json::from_value(reference[stat].clone()).unwrap();
+                let got = tensor.into_data().try_to_vec::<f32>().unwrap();
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(diff <= 1e-5, "{name}: {stat} off by {diff}");
+            }
+        }
     }
 }
 

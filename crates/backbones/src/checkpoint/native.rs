@@ -26,7 +26,7 @@ pub fn is_native(dir: &Path) -> bool {
 pub fn save_model(model: &Rcar, dir: &Path) -> Result<(), DataError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let weights = dir.join(WEIGHTS_FILE);
-    // Burn's BatchNorm keeps its newest running statistics aside until the next update or a sync;
+    // Burn's RunningState keeps the newest BatchNorm statistics aside until the next update or a sync;
     // `valid` syncs them, so the file holds the statistics of the last step, not the one before.
     let model = model.valid();
     let mut store = BurnpackStore::from_bytes(None);

@@ -5,14 +5,15 @@
 
 use super::pth::{read_pth, OptValue, RawTensor, TorchCheckpoint};
 use crate::alignment::AlignmentVector;
+use crate::batch_norm::BatchNorm;
 use crate::config::{Direction, Mode, ModelConfig};
 use crate::gru::GruDirection;
 use crate::image_encoder::ImageEncoder;
 use crate::model::Rcar;
 use crate::similarity::SimilarityEncoder;
 use crate::text_encoder::TextEncoder;
-use burn::module::{Param, RunningState};
-use burn::nn::{BatchNormConfig, DropoutConfig, Embedding, Linear};
+use burn::module::Param;
+use burn::nn::{DropoutConfig, Embedding, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use rcar_data::DataError;
 use rcar_regulators::rcr::TanhMlp;
@@ -218,12 +219,12 @@ impl Weights<'_> {
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
     let (e, s, wd) = (cfg.embed_size, cfg.sim_dim, cfg.word_dim);
-    let device = w.device;
-    let mut bn = BatchNormConfig::new(e / 2).init(device);
-    bn.gamma = Param::from_tensor(w.tensor1("img_enc.mlp.bns.0.weight", e / 2)?);
-    bn.beta = Param::from_tensor(w.tensor1("img_enc.mlp.bns.0.bias", e / 2)?);
-    bn.running_mean = RunningState::new(w.tensor1("img_enc.mlp.bns.0.running_mean", e / 2)?);
-    bn.running_var = RunningState::new(w.tensor1("img_enc.mlp.bns.0.running_var", e / 2)?);
+    let bn = BatchNorm::from_tensors(
+        w.tensor1("img_enc.mlp.bns.0.weight", e / 2)?,
+        w.tensor1("img_enc.mlp.bns.0.bias", e / 2)?,
+        w.tensor1("img_enc.mlp.bns.0.running_mean", e / 2)?,
+        w.tensor1("img_enc.mlp.bns.0.running_var", e / 2)?,
+    );
     let img_enc = ImageEncoder {
         fc: w.linear("img_enc.fc", cfg.img_dim, e)?,
         mlp_hidden: w.linear("img_enc.mlp.layers.0", cfg.img_dim, e / 2)?,

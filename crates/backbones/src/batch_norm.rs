@@ -1,0 +1,73 @@
+//! BatchNorm with PyTorch's running-statistics rule. Both normalise a training batch with its
+//! biased variance, but PyTorch moves `running_var` towards the *unbiased* one (× n/(n−1)) while
+//! Burn's `BatchNorm` uses the biased one; statistics trained here must be the ones the official
+//! code would have stored, so evaluation after training matches too.
+
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::module::{batch_norm, batch_norm_train};
+use burn::tensor::{Device, Tensor};
+
+/// Over `[rows, channels]`; batch statistics on an autodiff (training) device, running ones otherwise.
+#[derive(Module, Debug)]
+pub struct BatchNorm {
+    pub gamma: Param<Tensor<1>>,
+    pub beta: Param<Tensor<1>>,
+    pub running_mean: RunningState<Tensor<1>>,
+    pub running_var: RunningState<Tensor<1>>,
+}
+
+/// PyTorch's defaults, which the official `nn.BatchNorm1d` uses.
+const MOMENTUM: f64 = 0.1;
+const EPSILON: f64 = 1e-5;
+
+impl BatchNorm {
+    /// γ = 1, β = 0, running mean 0 and variance 1, as PyTorch initialises them.
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self::from_tensors(
+            Tensor::ones([channels], device),
+            Tensor::zeros([channels], device),
+            Tensor::zeros([channels], device),
+            Tensor::ones([channels], device),
+        )
+    }
+
+    pub fn from_tensors(
+        gamma: Tensor<1>,
+        beta: Tensor<1>,
+        running_mean: Tensor<1>,
+        running_var: Tensor<1>,
+    ) -> Self {
+        Self {
+            gamma: Param::from_tensor(gamma),
+            beta: Param::from_tensor(beta),
+            running_mean: RunningState::new(running_mean),
+            running_var: RunningState::new(running_var),
+        }
+    }
+
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let device = input.device();
+        if !device.is_autodiff() {
+            return batch_norm(
+                input,
+                self.gamma.val(),
+                self.beta.val(),
+                self.running_mean.value().to_device(&device),
+                self.running_var.value().to_device(&device),
+                EPSILON,
+            );
+        }
+        let rows = input.dims()[0];
+        let batch = batch_norm_train(input, self.gamma.val(), self.beta.val(), EPSILON);
+        let unbiased = rows as f64 / (rows.max(2) - 1) as f64;
+        let update = |running: &RunningState<Tensor<1>>, batch: Tensor<1>| {
+            let old = running.value_sync().to_device(&device);
+            running.update(
+                (old.mul_scalar(1.0 - MOMENTUM) + batch.detach().mul_scalar(MOMENTUM)).detach(),
+            );
+        };
+        update(&self.running_mean, batch.mean);
+        update(&self.running_var, batch.variance.mul_scalar(unbiased));
+        batch.output
+    }
+}
