@@ -2,6 +2,7 @@
 //! crate and prints what it got.
 
 mod backend;
+mod bench;
 mod data;
 mod demo;
 mod eval;
@@ -31,6 +32,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate checkpoints or saved similarity matrices under a protocol.
     Eval(eval::EvalArgs),
+    /// Time encoders, pair scoring and training steps on each backend against the device's GEMM rate.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

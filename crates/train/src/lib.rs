@@ -7,9 +7,11 @@ pub mod curves;
 pub mod error;
 pub mod loss;
 pub mod run;
+pub mod step;
 pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::TrainError;
 pub use loss::{hinge, LossMode};
-pub use trainer::{initial_model, Outcome, Trainer};
+pub use step::{train_step, StepOutcome, StepSettings};
+pub use trainer::{adamw, initial_model, Outcome, Trainer};

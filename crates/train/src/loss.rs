@@ -18,11 +18,12 @@ pub fn hinge(scores: Tensor<2>, margin: f64, mode: LossMode) -> Tensor<1> {
     let [b, _] = scores.dims();
     let device = scores.device();
     let eye: Tensor<2, Bool> = Tensor::<2, Int>::eye(b, &device).equal_elem(1);
+    // The positive score of each row, [B, 1].
     let diag = scores
         .clone()
         .mask_fill(eye.clone().bool_not(), 0.0)
-        .sum_dim(1); // [B, 1]
-                     // Image i as query: its caption against the other captions of row i.
+        .sum_dim(1);
+    // Image i as query: its caption against the other captions of row i.
     let cost_s = (scores.clone() - diag.clone() + margin)
         .clamp_min(0.0)
         .mask_fill(eye.clone(), 0.0);

@@ -3,14 +3,13 @@
 //! best model each epoch. Randomness (initialisation, batches, augmentation, dropout) is derived from
 //! the seed and the position in the run, so a resumed run repeats an uninterrupted one exactly.
 
-use crate::clip::clip_global;
 use crate::config::TrainConfig;
 use crate::curves;
 use crate::error::TrainError;
-use crate::loss::hinge;
 use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
+use crate::step::{train_step, StepOutcome, StepSettings};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
 use rcar_backbones::checkpoint::native::save_model;
@@ -252,31 +251,35 @@ impl Trainer {
             TensorData::new(batch.images, [b, batch.regions, batch.dim]),
             device,
         );
-        let chunk = if self.cfg.train_chunk == 0 {
-            b * b
-        } else {
-            self.cfg.train_chunk
+        let settings = StepSettings {
+            margin: self.cfg.margin,
+            mode,
+            lr,
+            grad_clip: self.cfg.grad_clip,
+            chunk: if self.cfg.train_chunk == 0 {
+                b * b
+            } else {
+                self.cfg.train_chunk
+            },
         };
-        let scores = model.similarity(
-            model.encode_images(images),
-            model.encode_tokens(&batch.captions, device),
-            &batch.captions.lengths,
-            chunk,
-        );
-        let loss = hinge(scores, self.cfg.margin, mode);
-        let value: f32 = loss.clone().into_scalar::<f32>();
-        if !value.is_finite() {
-            self.model = Some(model);
-            return Err(TrainError::NonFinite {
-                step: self.state.step + 1,
-                epoch: self.state.epoch,
-                loss: value,
-            });
+        match train_step(model, &mut self.optim, images, &batch.captions, &settings) {
+            StepOutcome::Done {
+                model,
+                loss,
+                grad_norm,
+            } => {
+                self.model = Some(model);
+                Ok((loss, grad_norm))
+            }
+            StepOutcome::NonFinite { model, loss } => {
+                self.model = Some(model);
+                Err(TrainError::NonFinite {
+                    step: self.state.step + 1,
+                    epoch: self.state.epoch,
+                    loss,
+                })
+            }
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let norm = clip_global(&model, &mut grads, self.cfg.grad_clip);
-        self.model = Some(self.optim.step(lr, model, grads));
-        Ok((value, norm))
     }
 
     /// Dev evaluation, the best model, a checkpoint, the log and the curves.

@@ -1,0 +1,150 @@
+//! `cargo xtask bench`: the same workload on each chosen backend; a markdown table per backend and,
+//! with `--json`, every figure for scripts.
+
+use crate::backend;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rcar_backbones::ModelConfig;
+use rcar_bench::timing::Repeats;
+use rcar_bench::{BackendReport, BenchConfig, Measurement};
+use rcar_data::atomic::write_atomic;
+use rcar_train::TrainConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Backends to measure, in turn (repeat the flag).
+    #[arg(long = "backend", default_value = "flex")]
+    backends: Vec<String>,
+    /// Experiment whose model (dimensions, direction, mode) is measured.
+    #[arg(long, default_value = "experiments/f30k_t2i_rcar.json")]
+    config: PathBuf,
+    /// Images × captions per pair-scoring call.
+    #[arg(long, default_value = "16x64")]
+    grid: String,
+    /// Batch sizes of the training-step rows, comma-separated (empty: none).
+    #[arg(long, default_value = "32,128")]
+    train_batches: String,
+    /// Tokens per caption, `<start>` and `<end>` included.
+    #[arg(long, default_value_t = 12)]
+    words: usize,
+    /// Images or captions per encoder call.
+    #[arg(long, default_value_t = 128)]
+    encode_batch: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs per figure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Writes every figure as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Writes the markdown tables too.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+fn parse_grid(text: &str) -> Result<(usize, usize)> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+    match parsed {
+        Some((a, b)) if a > 0 && b > 0 => Ok((a, b)),
+        _ => bail!("--grid {text:?}: expected IMAGESxCAPTIONS, e.g. 16x64"),
+    }
+}
+
+fn parse_batches(text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&b| b >= 2)
+                .with_context(|| format!("--train-batches: {s:?} is not a batch size of 2 or more"))
+        })
+        .collect()
+}
+
+/// The CPU's model name and core count, from `/proc/cpuinfo`.
+fn cpu_name() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
+fn device_name(name: &str, device: &burn::tensor::Device) -> String {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if let Some(id) = device.identity() {
+        return id.name;
+    }
+    let _ = (name, device);
+    cpu_name()
+}
+
+fn print_row(m: &Measurement) {
+    let pct = m
+        .percent_of_reference
+        .map_or(String::new(), |p| format!(" ({p:.0}% of reference)"));
+    eprintln!(
+        "  {:<40} {:>10.1} {:<10} {:>9.3} s{pct}",
+        m.name, m.value, m.unit, m.seconds
+    );
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let experiment = TrainConfig::load(&args.config)?;
+    let cfg = BenchConfig {
+        model: ModelConfig {
+            dropout: 0.0,
+            ..experiment.model
+        },
+        regions: 36,
+        words: args.words,
+        encode_batch: args.encode_batch,
+        grid: parse_grid(&args.grid)?,
+        train_batches: parse_batches(&args.train_batches)?,
+        repeats: Repeats {
+            warmup: args.warmup,
+            runs: args.runs,
+        },
+        seed: 0,
+    };
+    let mut reports: Vec<BackendReport> = Vec::new();
+    for name in &args.backends {
+        let device = backend::device(name)?;
+        let label = device_name(name, &device);
+        eprintln!("{name} on {label}:");
+        let cpu = matches!(name.as_str(), "flex" | "cpu" | "ndarray");
+        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut print_row);
+        println!("{}", report.markdown());
+        reports.push(report);
+    }
+    let markdown: String = reports.iter().map(|r| r.markdown() + "\n").collect();
+    if let Some(path) = &args.markdown {
+        write_atomic(path, markdown.as_bytes())?;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "config": args.config,
+            "embed_size": cfg.model.embed_size,
+            "sim_dim": cfg.model.sim_dim,
+            "regions": cfg.regions,
+            "words": cfg.words,
+            "grid": [cfg.grid.0, cfg.grid.1],
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "backends": reports,
+        });
+        write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
