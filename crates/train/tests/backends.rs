@@ -1,6 +1,6 @@
 //! The same training step on WGPU and on the CPU backend (`--features wgpu`; CI runs it on Mesa's
 //! software Vulkan). GPU reductions sum in another order, so the tolerances are float32 ones:
-//! scores to 1e-4 absolute, loss and gradient norm to 1e-3 relative.
+//! scores and BatchNorm running variance to 1e-4 absolute, loss and gradient norm to 1e-3 relative.
 #![cfg(feature = "wgpu")]
 
 mod common;
@@ -39,6 +39,23 @@ fn wgpu_matches_the_cpu_forward_and_backward() {
             "{name} {mode:?}: gradient norm {} on the CPU, {} on WGPU",
             a.grad_norm,
             b.grad_norm
+        );
+        let running_var = |step: &common::Step| {
+            let bn = &step.model.img_enc.mlp_bn;
+            bn.running_var
+                .value_sync()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let diff = running_var(&a)
+            .iter()
+            .zip(&running_var(&b))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff <= 1e-4,
+            "{name}: BatchNorm running variance differs by {diff}"
         );
     }
 }
