@@ -80,12 +80,14 @@ fn cpu_name() -> String {
     format!("{model}, {cores} cores")
 }
 
-fn device_name(name: &str, device: &burn::tensor::Device) -> String {
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    if let Some(id) = device.identity() {
-        return id.name;
-    }
-    let _ = (name, device);
+/// The card's name where the backend reports one (the GPU backends), else the CPU's.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn device_name(device: &burn::tensor::Device) -> String {
+    device.identity().map_or_else(cpu_name, |id| id.name)
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn device_name(_: &burn::tensor::Device) -> String {
     cpu_name()
 }
 
@@ -120,7 +122,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut reports: Vec<BackendReport> = Vec::new();
     for name in &args.backends {
         let device = backend::device(name)?;
-        let label = device_name(name, &device);
+        let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = matches!(name.as_str(), "flex" | "cpu" | "ndarray");
         let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut print_row);
