@@ -172,44 +172,65 @@ impl SimilarityEncoder {
         lengths: &'a [usize],
         chunk: usize,
     ) -> impl Iterator<Item = Block> + 'a {
-        let n_img = images.dims()[0];
-        let n_cap = captions.dims()[0];
-        let (n_groups, n_items) = match cfg.direction {
-            Direction::T2i => (n_img, n_cap),
-            Direction::I2t => (n_cap, n_img),
-        };
-        let items_per = chunk.clamp(1, n_items.max(1));
-        let groups_per = (chunk / items_per).max(1);
-        let ranges =
-            move |n: usize, step: usize| (0..n).step_by(step).map(move |s| s..(s + step).min(n));
-        ranges(n_groups, groups_per)
-            .flat_map(move |groups| {
-                ranges(n_items, items_per).map(move |items| (groups.clone(), items))
-            })
-            .map(move |(groups, items)| {
-                let (img, cap) = match cfg.direction {
-                    Direction::T2i => (groups, items),
-                    Direction::I2t => (items, groups),
-                };
-                let pairs = grid_pairs(
-                    cfg.direction,
-                    images,
-                    captions,
-                    lengths,
-                    img.clone(),
-                    cap.clone(),
-                );
-                let (g, n) = pairs.shape();
-                let scores = self.forward(cfg, &pairs, None).reshape([g, n]);
-                let scores = match cfg.direction {
-                    Direction::T2i => scores,
-                    Direction::I2t => scores.transpose(),
-                };
-                Block {
-                    images: img,
-                    captions: cap,
-                    scores,
-                }
-            })
+        block_ranges(cfg, images.dims()[0], captions.dims()[0], chunk, usize::MAX)
+            .into_iter()
+            .map(move |(img, cap)| self.block(cfg, images, captions, lengths, img, cap))
     }
+
+    /// The block of image range `img` × caption range `cap`. Blocks are independent, so they can
+    /// be computed in any order or on several threads.
+    pub fn block(
+        &self,
+        cfg: &ModelConfig,
+        images: &Tensor<3>,
+        captions: &Tensor<3>,
+        lengths: &[usize],
+        img: Range<usize>,
+        cap: Range<usize>,
+    ) -> Block {
+        let pairs = grid_pairs(
+            cfg.direction,
+            images,
+            captions,
+            lengths,
+            img.clone(),
+            cap.clone(),
+        );
+        let (g, n) = pairs.shape();
+        let scores = self.forward(cfg, &pairs, None).reshape([g, n]);
+        let scores = match cfg.direction {
+            Direction::T2i => scores,
+            Direction::I2t => scores.transpose(),
+        };
+        Block {
+            images: img,
+            captions: cap,
+            scores,
+        }
+    }
+}
+
+/// The (image range, caption range) of each block of at most `chunk` pairs and `max_captions`
+/// captions tiling the `n_img` × `n_cap` grid: all query items with as many context items as fit.
+pub fn block_ranges(
+    cfg: &ModelConfig,
+    n_img: usize,
+    n_cap: usize,
+    chunk: usize,
+    max_captions: usize,
+) -> Vec<(Range<usize>, Range<usize>)> {
+    let (n_groups, n_items, max_groups, max_items) = match cfg.direction {
+        Direction::T2i => (n_img, n_cap, usize::MAX, max_captions),
+        Direction::I2t => (n_cap, n_img, max_captions, usize::MAX),
+    };
+    let items_per = chunk.min(n_items).min(max_items).max(1);
+    let groups_per = (chunk / items_per).clamp(1, max_groups.max(1));
+    let ranges = |n: usize, step: usize| (0..n).step_by(step).map(move |s| s..(s + step).min(n));
+    ranges(n_groups, groups_per)
+        .flat_map(|groups| ranges(n_items, items_per).map(move |items| (groups.clone(), items)))
+        .map(|(groups, items)| match cfg.direction {
+            Direction::T2i => (groups, items),
+            Direction::I2t => (items, groups),
+        })
+        .collect()
 }

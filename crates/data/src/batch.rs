@@ -157,9 +157,10 @@ pub fn train_epoch(
     rx.into_iter()
 }
 
-/// Evaluation captions `range`, unaugmented and in order.
-pub fn eval_captions(split: &Split, range: std::ops::Range<usize>) -> TokenBatch {
-    TokenBatch::pad(&split.tokens[range])
+/// Evaluation captions `rows` (any order), unaugmented.
+pub fn eval_captions(split: &Split, rows: &[usize]) -> TokenBatch {
+    let captions: Vec<Vec<u32>> = rows.iter().map(|&i| split.tokens[i].clone()).collect();
+    TokenBatch::pad(&captions)
 }
 
 /// Region features of evaluation images `range` (one per five captions), `[n, regions, dim]`.

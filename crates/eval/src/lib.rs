@@ -10,4 +10,4 @@ pub mod sims;
 
 pub use metrics::{Metrics, Recall, SimMatrix};
 pub use progress::{Progress, Silent};
-pub use protocol::{evaluate, metrics_of, EvalOptions, Report};
+pub use protocol::{default_workers, evaluate, metrics_of, EvalOptions, Report};

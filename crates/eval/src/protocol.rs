@@ -26,6 +26,18 @@ pub struct EvalOptions {
     pub mem_budget: usize,
     /// Images or captions per encoding batch.
     pub batch: usize,
+    /// Threads scoring blocks side by side; absent: [`default_workers`] of the device.
+    pub workers: Option<usize>,
+}
+
+/// One thread per core on the CPU backend, whose element-wise operations run on one core each;
+/// one elsewhere (a GPU runs a block on all its cores already).
+pub fn default_workers(device: &Device) -> usize {
+    if *device == Device::flex() {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
 }
 
 impl Default for EvalOptions {
@@ -35,6 +47,7 @@ impl Default for EvalOptions {
             chunk: None,
             mem_budget: 1 << 30,
             batch: 128,
+            workers: None,
         }
     }
 }
@@ -111,6 +124,10 @@ pub fn similarity(
     progress: &mut dyn Progress,
 ) -> Result<Vec<SimMatrix>, DataError> {
     check_split(split, opts.fold5)?;
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| default_workers(device))
+        .max(1);
     let n = split.num_images();
     let ranges: Vec<_> = if opts.fold5 {
         fold_ranges(n).collect()
@@ -126,9 +143,9 @@ pub fn similarity(
                     let encoded =
                         encode(model, split, range.clone(), opts.batch, device, progress)?;
                     let chunk = opts.chunk.unwrap_or_else(|| {
-                        chunk_for_budget(&model.config, &encoded, opts.mem_budget)
+                        chunk_for_budget(&model.config, &encoded, opts.mem_budget / workers)
                     });
-                    Ok(score(model, &encoded, chunk, progress))
+                    Ok(score(model, &encoded, chunk, workers, progress))
                 })
                 .collect::<Result<Vec<_>, DataError>>()?;
             Ok(SimMatrix::average(&per_model))

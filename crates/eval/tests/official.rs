@@ -1,6 +1,7 @@
 //! End to end on the parity fixtures: an official-format checkpoint, encoded and scored by the
-//! evaluation path, gives the reference similarity matrix (≤ 1e-5) whatever the chunk size; a
-//! model is refused against a vocabulary of another size.
+//! evaluation path, gives the reference similarity matrix (≤ 1e-5) whatever the chunk size, and
+//! the same matrix bit for bit on several threads; a model is refused against a vocabulary of
+//! another size.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rcar_backbones::checkpoint::official::load_official;
@@ -34,11 +35,12 @@ fn evaluation_reproduces_the_reference_matrix() {
         let encoded = Encoded {
             images: model.encode_images(Tensor::from_data(TensorData::new(data, shape), &device)),
             captions: model.encode_captions(ids, &lengths),
+            caption_ids: (0..lengths.len()).collect(),
             lengths,
         };
         let (_, reference) = read_f32(&dir.join("sims.npy")).unwrap();
         for chunk in [1, 5, 1000] {
-            let sims = score(&model, &encoded, chunk, &mut Silent);
+            let sims = score(&model, &encoded, chunk, 1, &mut Silent);
             let worst = sims
                 .data
                 .iter()
@@ -46,6 +48,11 @@ fn evaluation_reproduces_the_reference_matrix() {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(worst <= 1e-5, "{name} chunk {chunk}: max |diff| {worst}");
+            let threaded = score(&model, &encoded, chunk, 3, &mut Silent);
+            assert_eq!(
+                threaded.data, sims.data,
+                "{name} chunk {chunk} on 3 threads"
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 //! cross-attention step and produce per-token alignment vectors `[pairs, tokens, S]` (with a token
 //! mask where tokens are padded).
 
+pub mod activation;
 pub mod factors;
 pub mod init;
 pub mod masked;

@@ -4,13 +4,13 @@
 //! vectors U: keys K = tanh(W_k U), query G = tanh(W_q g) (both with dropout 0.4), weights
 //! β = softmax_t(w_vᵀ(K_t ⊙ G)), g' = l2norm(Σ_t β_t U_t) — the raw U, not K, is pooled.
 
+use crate::activation::tanh;
 use crate::init::xavier_linear;
 use crate::masked::masked_softmax;
 use crate::norm::l2norm;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, Tensor};
 
 #[derive(Config, Debug)]

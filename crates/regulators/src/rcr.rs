@@ -4,12 +4,13 @@
 //! factor update and a temperature update, accumulated residually over steps:
 //! m' = clip(tanh(matrix(U)) + m, −1, 1) and λ' = ReLU(smooth(U) + λ).
 
+use crate::activation::tanh;
 use crate::factors::{AttentionFactors, Temperature};
 use crate::init::xavier_linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 #[derive(Config, Debug)]

@@ -1,0 +1,90 @@
+//! The evaluation path sorts the captions longest first, cuts the pair grid into blocks and scores
+//! them on several threads. None of that may change the matrix: it must be the model's own
+//! similarity of the split in file order (≤ 1e-5), for both directions.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rcar_backbones::{Direction, Mode, ModelConfig};
+use rcar_data::batch::{eval_captions, eval_images};
+use rcar_data::npy::write_f32;
+use rcar_data::split::Split;
+use rcar_data::vocab::Vocab;
+use rcar_eval::protocol::similarity;
+use rcar_eval::{EvalOptions, Silent};
+use std::path::Path;
+
+const WORDS: [&str; 6] = ["a", "dog", "runs", "on", "grass", "."];
+const IMAGES: usize = 4;
+const REGIONS: usize = 3;
+const DIM: usize = 6;
+
+/// Four images and twenty captions of 1 to 12 words, in no order of length.
+fn open_split(dir: &Path) -> Split {
+    let features: Vec<f32> = (0..IMAGES * REGIONS * DIM)
+        .map(|i| (i * 37 % 23) as f32 / 23.0 - 0.5)
+        .collect();
+    write_f32(
+        &dir.join("test_ims.npy"),
+        &[IMAGES, REGIONS, DIM],
+        &features,
+    )
+    .unwrap();
+    let captions: String = (0..5 * IMAGES)
+        .map(|k| {
+            let words: Vec<&str> = (0..1 + k * 7 % 12).map(|j| WORDS[(k + j) % 6]).collect();
+            words.join(" ") + "\n"
+        })
+        .collect();
+    std::fs::write(dir.join("test_caps.txt"), captions).unwrap();
+    Split::open(dir, "test", &Vocab::from_words(&WORDS)).unwrap()
+}
+
+#[test]
+fn sorted_blocked_threaded_scoring_gives_the_models_own_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = open_split(dir.path());
+    let device = Device::flex();
+    for direction in [Direction::T2i, Direction::I2t] {
+        let model = ModelConfig::new(split.vocab_size, direction, Mode::CoopRcar, 2)
+            .with_img_dim(DIM)
+            .with_word_dim(5)
+            .with_embed_size(8)
+            .with_sim_dim(4)
+            .init(&device);
+
+        let tokens = eval_captions(&split, &(0..5 * IMAGES).collect::<Vec<_>>());
+        let features = eval_images(&split, 0..IMAGES).unwrap();
+        let images = model.encode_images(Tensor::from_data(
+            TensorData::new(features, [IMAGES, REGIONS, DIM]),
+            &device,
+        ));
+        let captions = model.encode_tokens(&tokens, &device);
+        let expected = model
+            .similarity(images, captions, &tokens.lengths, usize::MAX)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+
+        let opts = EvalOptions {
+            chunk: Some(7),
+            workers: Some(3),
+            batch: 6,
+            ..EvalOptions::default()
+        };
+        let sims = similarity(
+            std::slice::from_ref(&model),
+            &split,
+            &opts,
+            &device,
+            &mut Silent,
+        )
+        .unwrap()
+        .remove(0);
+        let worst = sims
+            .data
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{direction:?}: max |diff| {worst}");
+    }
+}
