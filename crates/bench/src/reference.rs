@@ -2,7 +2,7 @@
 //! figures: the `gemm` crate (the kernel library Burn's CPU backend calls, on all cores) for CPU
 //! backends, and the backend's own matrix product everywhere.
 
-use crate::timing::{median_seconds, Repeats};
+use crate::timing::{median_host_seconds, median_seconds, Repeats};
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// `[m, k] · [k, n]`.
@@ -25,8 +25,7 @@ pub fn gemm_crate(shape: Shape, repeats: Repeats) -> f64 {
     let lhs = vec![0.5f32; m * k];
     let rhs = vec![0.25f32; k * n];
     let mut dst = vec![0f32; m * n];
-    let cpu = Device::flex();
-    let seconds = median_seconds(&cpu, repeats, || {
+    let seconds = median_host_seconds(repeats, || {
         // SAFETY: row-major buffers of exactly m×k, k×n and m×n elements, strides to match.
         unsafe {
             gemm::gemm(
