@@ -36,3 +36,15 @@ pub fn cosine<const D: usize, const D2: usize>(a: Tensor<D>, b: Tensor<D>) -> Te
     let den = (norm(a) * norm(b)).clamp_min(EPS);
     (dot / den).squeeze_dim(D - 1)
 }
+
+/// 1 / (‖x‖ + 1e-8) from ‖x‖² computed another way (a Gram matrix, say), so that [`l2norm`] can
+/// be folded into a product's weights instead of taking passes over a large x. Rounding can make
+/// such a ‖x‖² slightly negative: it is clamped at 0.
+pub fn inverse_norm_from_squares<const D: usize>(squares: Tensor<D>) -> Tensor<D> {
+    squares
+        .clamp_min(0.0)
+        .add_scalar(UNDER_ROOT)
+        .sqrt()
+        .add_scalar(EPS)
+        .recip()
+}
