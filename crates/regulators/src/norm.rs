@@ -16,7 +16,12 @@ pub fn norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 fn norm_dim<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
-    x.powi_scalar(2).sum_dim(dim).add_scalar(UNDER_ROOT).sqrt()
+    root(x.powi_scalar(2).sum_dim(dim))
+}
+
+/// √(Σx² + 1e-30): the one place the finite-gradient term goes under the root.
+fn root<const D: usize>(squares: Tensor<D>) -> Tensor<D> {
+    squares.add_scalar(UNDER_ROOT).sqrt()
 }
 
 /// x / (‖x‖ + 1e-8) over the last axis (the epsilon is added to the norm, as the official code does).
@@ -41,10 +46,5 @@ pub fn cosine<const D: usize, const D2: usize>(a: Tensor<D>, b: Tensor<D>) -> Te
 /// be folded into a product's weights instead of taking passes over a large x. Rounding can make
 /// such a ‖x‖² slightly negative: it is clamped at 0.
 pub fn inverse_norm_from_squares<const D: usize>(squares: Tensor<D>) -> Tensor<D> {
-    squares
-        .clamp_min(0.0)
-        .add_scalar(UNDER_ROOT)
-        .sqrt()
-        .add_scalar(EPS)
-        .recip()
+    root(squares.clamp_min(0.0)).add_scalar(EPS).recip()
 }
