@@ -12,6 +12,9 @@ use rcar_eval::protocol::similarity;
 use rcar_eval::{EvalOptions, Silent};
 use std::path::Path;
 
+mod common;
+use common::max_abs_diff;
+
 const WORDS: [&str; 6] = ["a", "dog", "runs", "on", "grass", "."];
 const IMAGES: usize = 4;
 const REGIONS: usize = 3;
@@ -79,12 +82,7 @@ fn sorted_blocked_threaded_scoring_gives_the_models_own_matrix() {
         )
         .unwrap()
         .remove(0);
-        let worst = sims
-            .data
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&sims.data, &expected);
         assert!(worst <= 1e-5, "{direction:?}: max |diff| {worst}");
     }
 }

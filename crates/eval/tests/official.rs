@@ -10,6 +10,9 @@ use rcar_eval::encode::{score, Encoded};
 use rcar_eval::Silent;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::max_abs_diff;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../backbones/tests/fixtures/parity")
@@ -41,12 +44,7 @@ fn evaluation_reproduces_the_reference_matrix() {
         let (_, reference) = read_f32(&dir.join("sims.npy")).unwrap();
         for chunk in [1, 5, 1000] {
             let sims = score(&model, &encoded, chunk, 1, &mut Silent);
-            let worst = sims
-                .data
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&sims.data, &reference);
             assert!(worst <= 1e-5, "{name} chunk {chunk}: max |diff| {worst}");
             let threaded = score(&model, &encoded, chunk, 3, &mut Silent);
             assert_eq!(

@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::{Device, DeviceKind};
-use common::reference_step;
+use common::{max_abs_diff, reference_step};
 use rcar_train::LossMode;
 
 #[test]
@@ -20,12 +20,7 @@ fn wgpu_matches_the_cpu_forward_and_backward() {
     ] {
         let a = reference_step(name, &cpu, mode);
         let b = reference_step(name, &gpu, mode);
-        let diff = a
-            .scores
-            .iter()
-            .zip(&b.scores)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&a.scores, &b.scores);
         assert!(diff <= 1e-4, "{name} {mode:?}: scores differ by {diff}");
         let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
         assert!(
@@ -48,11 +43,7 @@ fn wgpu_matches_the_cpu_forward_and_backward() {
                 .try_to_vec::<f32>()
                 .unwrap()
         };
-        let diff = running_var(&a)
-            .iter()
-            .zip(&running_var(&b))
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&running_var(&a), &running_var(&b));
         assert!(
             diff <= 1e-4,
             "{name}: BatchNorm running variance differs by {diff}"

@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::Device;
-use common::{fixture, reference_step};
+use common::{fixture, max_abs_diff, reference_step};
 use rcar_train::LossMode;
 
 const REL: f64 = 1e-4;
@@ -23,12 +23,7 @@ fn check(name: &str) {
         let want_norm = reference[format!("grad_norm_{key}")].as_f64().unwrap();
         let want_scores: Vec<Vec<f32>> =
             serde_json::from_value(reference[format!("scores_{key}")].clone()).unwrap();
-        let diff = step
-            .scores
-            .iter()
-            .zip(want_scores.concat())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&step.scores, &want_scores.concat());
         assert!(
             diff <= 1e-5,
             "{name} {key}: training-mode scores off by {diff}"
@@ -53,11 +48,7 @@ fn check(name: &str) {
             ] {
                 let want: Vec<f32> = serde_json::from_value(reference[stat].clone()).unwrap();
                 let got = tensor.into_data().try_to_vec::<f32>().unwrap();
-                let diff = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let diff = max_abs_diff(&got, &want);
                 assert!(diff <= 1e-5, "{name}: {stat} off by {diff}");
             }
         }

@@ -60,3 +60,12 @@ pub fn reference_step(name: &str, device: &Device, mode: LossMode) -> Step {
         grad_norm,
     }
 }
+
+/// The largest |got − want| over two slices of the same length.
+pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "compared slices differ in length");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
