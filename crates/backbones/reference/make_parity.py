@@ -25,7 +25,8 @@ Intermediates (t2i: q = caption length, padded to T with zeros; i2t: q = regions
 Training step (train mode, dropout p = 0, BN batch statistics, first n_img captions paired with the
 images): loss_sum / loss_max (hinge, margin 0.2, summed) and grad_norm_sum / grad_norm_max (global
 L2 norm of all gradients), and the BatchNorm running statistics after the first of those steps, in
-train_step.json.
+train_step.json, with the trainable parameter counts (num_params, sim_enc_params, and of those the
+parameters the official forward never uses).
 """
 
 import argparse
@@ -41,7 +42,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "parity")
 
-DIMS = dict(img_dim=24, embed_size=32, word_dim=12, sim_dim=16, vocab_size=30, regions=5)
+# No two widths coincide, and E != 4·S: E 44, E/2 22, S 18, S/2 9, 2·S 36, image 26, word 12, vocab 30,
+# regions 5, so a layer built with the wrong width cannot load or match by accident.
+DIMS = dict(img_dim=26, embed_size=44, word_dim=12, sim_dim=18, vocab_size=30, regions=5)
 LENGTHS = [7, 4, 5, 3]  # captions, <start>/<end> included
 N_IMG = 3
 
@@ -120,7 +123,8 @@ class CorrespondenceRegulator(nn.Module):
     def __init__(self, sim_dim, embed_size):
         super().__init__()
         self.rcr_smooth_w = nn.Sequential(nn.Linear(sim_dim, sim_dim // 2), nn.Tanh(), nn.Linear(sim_dim // 2, 1))
-        self.rcr_matrix_w = nn.Sequential(nn.Linear(sim_dim, embed_size // 2), nn.Tanh(), nn.Linear(embed_size // 2, embed_size))
+        # The official hidden width is sim_dim * 2 (not embed_size // 2; equal only when E = 4·S).
+        self.rcr_matrix_w = nn.Sequential(nn.Linear(sim_dim, sim_dim * 2), nn.Tanh(), nn.Linear(sim_dim * 2, embed_size))
 
     def forward(self, u, m, smooth):
         m = torch.clamp(torch.tanh(self.rcr_matrix_w(u)) + m, -1, 1)
@@ -326,6 +330,15 @@ def run(attn_type, mode, steps, name, gen):
             bn = train_model.img_enc.mlp.bns[0]
             stats["bn_running_mean"] = bn.running_mean.tolist()
             stats["bn_running_var"] = bn.running_var.tolist()
+    # Trainable parameters: the whole model and its similarity encoder (built-but-unused layers
+    # included, as the official model builds them).
+    count = lambda module: sum(p.numel() for p in module.parameters())
+    stats["num_params"] = count(model)
+    stats["sim_enc_params"] = count(model.sim_enc)
+    # Built but never used by the official forward: the MLP's second BatchNorm, and the sigmoid head
+    # in only_rcr (its score is the mean cosine).
+    stats["unused_sim_enc_params"] = count(model.sim_enc.sim_eval_w) if mode == "only_rcr" else 0
+    stats["unused_params"] = count(model.img_enc.mlp.bns[1]) + stats["unused_sim_enc_params"]
     with open(os.path.join(d, "train_step.json"), "w") as f:
         json.dump(stats, f, indent=1)
     print(name, "sims", sims.shape, stats["loss_sum"], stats["grad_norm_sum"])
@@ -342,6 +355,13 @@ def broken_checkpoints():
     extra = dict(good, model=dict(good["model"]))
     extra["model"]["module.sim_enc.rcr_modules.5.rcr_smooth_w.0.bias"] = torch.zeros(8)
     torch.save(extra, os.path.join(d, "extra_key.pth"))
+    # The RCR matrix head at E/2 hidden width (an earlier slip of this project) must not load.
+    narrow = dict(good, model=dict(good["model"]))
+    e, s = DIMS["embed_size"], DIMS["sim_dim"]
+    narrow["model"]["module.sim_enc.rcr_modules.0.rcr_matrix_w.0.weight"] = torch.zeros(e // 2, s)
+    narrow["model"]["module.sim_enc.rcr_modules.0.rcr_matrix_w.0.bias"] = torch.zeros(e // 2)
+    narrow["model"]["module.sim_enc.rcr_modules.0.rcr_matrix_w.2.weight"] = torch.zeros(e, e // 2)
+    torch.save(narrow, os.path.join(d, "rcr_hidden_e_half.pth"))
     no_opt = {k: v for k, v in good.items() if k != "opt"}
     torch.save(no_opt, os.path.join(d, "no_opt.pth"))
     torch.save({"weights": torch.zeros(3)}, os.path.join(d, "not_rcar.pth"))

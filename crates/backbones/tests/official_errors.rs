@@ -37,6 +37,16 @@ fn key_the_configuration_does_not_have() {
 }
 
 #[test]
+fn rcr_matrix_head_at_the_wrong_hidden_width() {
+    // E/2 = 22 where the official width is 2·S = 36 (E 44, S 18).
+    let text = error_of(&broken("rcr_hidden_e_half.pth"));
+    assert!(
+        text.contains("rcr_modules.0.rcr_matrix_w.0.weight has shape [22, 18]"),
+        "{text}"
+    );
+}
+
+#[test]
 fn missing_opt() {
     let text = error_of(&broken("no_opt.pth"));
     assert!(text.contains("no 'opt'"), "{text}");

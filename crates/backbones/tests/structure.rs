@@ -1,5 +1,6 @@
 //! The model's structure against the spec: trainable parameter counts (§2.10) at the published
-//! dimensions, and finite gradients everywhere when captions are padded (§9 7a).
+//! dimensions and, against the PyTorch reference, at small ones where E ≠ 4·S (so that every hidden
+//! width is checked on its own); finite gradients everywhere when captions are padded (§9 7a).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -46,6 +47,63 @@ fn parameter_counts_match_the_official_model() {
                 "{label}: whole model"
             );
         }
+    }
+}
+
+/// Counts the trainable entries (BatchNorm's running statistics are parameters in Burn, not trained).
+#[derive(Default)]
+struct Trainable(usize);
+
+impl ModuleVisitor for Trainable {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.val().is_require_grad() {
+            self.0 += param.val().shape().num_elements();
+        }
+    }
+}
+
+fn trainable<M: Module>(module: &M) -> usize {
+    let mut count = Trainable::default();
+    module.visit(&mut count);
+    count.0
+}
+
+#[test]
+fn parameter_counts_match_the_reference_where_no_two_widths_coincide() {
+    let device = Device::flex().autodiff();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+    for (name, direction, mode, steps) in [
+        ("t2i_base", Direction::T2i, Mode::OnlyRcr, 0),
+        ("t2i_rcr2", Direction::T2i, Mode::OnlyRcr, 2),
+        ("t2i_rar2", Direction::T2i, Mode::OnlyRar, 2),
+        ("t2i_rcar2", Direction::T2i, Mode::CoopRcar, 2),
+        ("i2t_base", Direction::I2t, Mode::OnlyRcr, 0),
+        ("i2t_rcr2", Direction::I2t, Mode::OnlyRcr, 2),
+        ("i2t_rar2", Direction::I2t, Mode::OnlyRar, 2),
+        ("i2t_rcar2", Direction::I2t, Mode::CoopRcar, 2),
+    ] {
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join(name).join("train_step.json")).unwrap(),
+        )
+        .unwrap();
+        let count = |key: &str| json[key].as_u64().unwrap() as usize;
+        // The reference's sizes (make_parity.py DIMS): E 44, S 18, image 26, word 12, vocabulary 30.
+        let model = ModelConfig::new(30, direction, mode, steps)
+            .with_img_dim(26)
+            .with_word_dim(12)
+            .with_embed_size(44)
+            .with_sim_dim(18)
+            .init(&device);
+        assert_eq!(
+            trainable(&model.sim_enc),
+            count("sim_enc_params") - count("unused_sim_enc_params"),
+            "{name}: sim_enc"
+        );
+        assert_eq!(
+            trainable(&model),
+            count("num_params") - count("unused_params"),
+            "{name}: whole model"
+        );
     }
 }
 

@@ -26,7 +26,8 @@ pub fn per_pair(cfg: &ModelConfig, regions: usize, words: usize) -> f64 {
         Mode::CoopRcar => cfg.steps,
     } as f64;
     let alignment = 2.0 * q * e * s;
-    let rcr = 2.0 * q * (s * s / 2.0 + s / 2.0) + 2.0 * q * (s * e / 2.0 + e / 2.0 * e);
+    // The RCR heads: S → S/2 → 1 and S → 2·S → E.
+    let rcr = 2.0 * q * (s * s / 2.0 + s / 2.0) + 2.0 * q * (s * 2.0 * s + 2.0 * s * e);
     let rar = 2.0 * q * s * s + 2.0 * s * s + 2.0 * q * s;
     passes * attention
         + alignment_vectors as f64 * alignment

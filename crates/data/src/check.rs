@@ -152,7 +152,7 @@ fn scan_sample(split: &Split, problems: &mut Vec<String>) -> (usize, usize, f32,
     let mut values = Vec::new();
     for chunk in picks.chunks(16) {
         values.clear();
-        if let Err(e) = split.features.gather(chunk, &mut values) {
+        if let Err(e) = split.features.gather_raw(chunk, &mut values) {
             problems.push(e.to_string());
             break;
         }

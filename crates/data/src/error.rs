@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 /// A problem with a dataset file.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The operating system refused (missing file, permission, disk full...).
-    #[error("{}: {source}", path.display())]
+    /// The operating system refused (missing file, permission, disk full...). The cause is part of
+    /// the message and deliberately not a `source()`: error reporters that print the chain (`{:#}`)
+    /// would otherwise say it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file exists but its content is not what RCAR expects.
     #[error("{}: {msg}", path.display())]
@@ -18,10 +20,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
@@ -41,3 +43,21 @@ impl DataError {
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn an_io_error_says_its_cause_once() {
+        let err = DataError::io(
+            Path::new("/nonexistent.json"),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        let text = err.to_string();
+        assert_eq!(text.matches("not found").count(), 1, "{text}");
+        // What `{:#}` and other chain printers append.
+        assert!(err.source().is_none());
+    }
+}

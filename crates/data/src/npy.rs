@@ -6,6 +6,7 @@
 
 use crate::atomic::AtomicFile;
 use crate::error::{DataError, Result};
+use crate::finite::{describe, non_finite_rows};
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -171,8 +172,32 @@ impl Features {
         self.regions * self.dim * 4
     }
 
-    /// Appends the features of `rows` (in that order) to `out`, `regions * dim` floats per row.
+    /// Appends the features of `rows` (in that order) to `out`, `regions * dim` floats per row, and
+    /// refuses rows holding NaN or ±Inf, naming them (the model would score them silently).
     pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) -> Result<()> {
+        let start = out.len();
+        self.gather_raw(rows, out)?;
+        let row_len = self.regions * self.dim;
+        let bad = non_finite_rows(&out[start..], row_len);
+        if bad.is_empty() {
+            return Ok(());
+        }
+        out.truncate(start);
+        Err(DataError::invalid(
+            &self.path,
+            describe(
+                &bad,
+                row_len,
+                "values",
+                &format!("{} rows read", rows.len()),
+                &|k| format!("row {}", rows[k]),
+            ) + "; fix or drop these images",
+        ))
+    }
+
+    /// [`Features::gather`] without the finiteness check, for tools that report on the values
+    /// themselves (`data check`).
+    pub fn gather_raw(&self, rows: &[usize], out: &mut Vec<f32>) -> Result<()> {
         out.reserve(rows.len() * self.regions * self.dim);
         if let Some(&row) = rows.iter().find(|&&r| r >= self.rows) {
             return Err(DataError::invalid(

@@ -4,8 +4,11 @@
 //! one pass over the row or column — no sort. Ties therefore count in the query's favour; the
 //! official unstable argsort breaks them arbitrarily, which never matters with real scores.
 
+use rcar_data::finite::{describe, non_finite_rows};
 use rcar_data::split::CAPTIONS_PER_IMAGE;
+use rcar_data::DataError;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// A similarity matrix, rows images, columns captions, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +26,25 @@ impl SimMatrix {
             captions,
             data,
         }
+    }
+
+    /// Refuses NaN or ±Inf scores, which would be ranked silently, naming `source` (the file or the
+    /// checkpoints they came from), the image rows and the counts; `why` says what to do.
+    pub fn check_finite(&self, source: &Path, why: &str) -> Result<(), DataError> {
+        let bad = non_finite_rows(&self.data, self.captions);
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let among = format!("{} images", self.images);
+        Err(DataError::invalid(
+            source,
+            format!(
+                "{}; {why}",
+                describe(&bad, self.captions, "scores", &among, &|i| format!(
+                    "image {i}"
+                ))
+            ),
+        ))
     }
 
     pub fn row(&self, image: usize) -> &[f32] {

@@ -164,6 +164,24 @@ pub fn evaluate(
 ) -> Result<(Report, Vec<SimMatrix>), DataError> {
     let started = Instant::now();
     let matrices = similarity(models, split, opts, device, progress)?;
+    // The features were read finite (`Features::gather` refuses NaN/Inf), so non-finite scores come
+    // from the weights.
+    let source = match names {
+        [] => "the model".to_string(),
+        [one] => one.clone(),
+        many => format!("the ensemble of {}", many.join(" and ")),
+    };
+    for (k, m) in matrices.iter().enumerate() {
+        let fold = if opts.fold5 {
+            format!(" (fold {k})")
+        } else {
+            String::new()
+        };
+        m.check_finite(
+            std::path::Path::new(&source),
+            &format!("scored on finite features{fold}: the checkpoint's weights hold NaN or ±Inf"),
+        )?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let (metrics, folds) = summarise(&matrices, opts.fold5);
     let pairs: usize = matrices.iter().map(|m| m.images * m.captions).sum();

@@ -31,7 +31,9 @@ pub fn load(path: &Path) -> Result<SimMatrix, DataError> {
             ),
         ));
     }
-    Ok(SimMatrix::new(images, captions, data))
+    let matrix = SimMatrix::new(images, captions, data);
+    matrix.check_finite(path, "refusing to rank them; recompute the matrix")?;
+    Ok(matrix)
 }
 
 /// The ensemble of matrices read from files; all must have one shape.

@@ -45,16 +45,27 @@ impl TanhMlp {
 pub struct Rcr {
     /// `rcr_smooth_w`: S → S/2 → 1, the temperature head.
     pub smooth: TanhMlp,
-    /// `rcr_matrix_w`: S → E/2 → E, the channel-factor head.
+    /// `rcr_matrix_w`: S → 2·S → E, the channel-factor head.
     pub matrix: TanhMlp,
 }
 
 impl RcrConfig {
+    /// Hidden width of the temperature head: `sim_dim // 2` in the official code.
+    pub fn smooth_hidden(&self) -> usize {
+        self.sim_dim / 2
+    }
+
+    /// Hidden width of the channel-factor head: `sim_dim * 2` in the official code (not E/2; the two
+    /// agree only at E = 4·S, the published 1024/256).
+    pub fn matrix_hidden(&self) -> usize {
+        self.sim_dim * 2
+    }
+
     pub fn init(&self, device: &Device) -> Rcr {
         let (s, e) = (self.sim_dim, self.embed_size);
         Rcr {
-            smooth: TanhMlp::new(s, s / 2, 1, device),
-            matrix: TanhMlp::new(s, e / 2, e, device),
+            smooth: TanhMlp::new(s, self.smooth_hidden(), 1, device),
+            matrix: TanhMlp::new(s, self.matrix_hidden(), e, device),
         }
     }
 }

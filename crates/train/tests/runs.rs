@@ -166,3 +166,27 @@ fn the_loss_goes_down_on_a_tiny_set() {
     assert_eq!(means.len(), 3);
     assert!(means[2] < means[0], "epoch losses {means:?}");
 }
+
+#[test]
+fn a_feature_row_with_nan_stops_training_before_the_loss_naming_file_and_row() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let ims = data.join("train_ims.npy");
+    let (shape, mut values) = rcar_data::npy::read_f32(&ims).unwrap();
+    let row_len = shape[1] * shape[2];
+    values[5 * row_len + 3] = f32::NAN;
+    values[5 * row_len + 4] = f32::INFINITY;
+    rcar_data::npy::write_f32(&ims, &shape, &values).unwrap();
+    let device = Device::flex().autodiff();
+    let err = Trainer::new(config(&data, 7), &tmp.path().join("run"), &device)
+        .unwrap()
+        .run(&mut Silent, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train_ims.npy") && err.contains(&format!("row 5 (2 of {row_len})")),
+        "{err}"
+    );
+}

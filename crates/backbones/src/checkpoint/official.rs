@@ -17,7 +17,7 @@ use burn::nn::{DropoutConfig, Embedding, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use rcar_data::DataError;
 use rcar_regulators::rcr::TanhMlp;
-use rcar_regulators::{Rar, Rcr};
+use rcar_regulators::{Rar, Rcr, RcrConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -248,12 +248,13 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
             })
         })
         .collect::<Result<_, DataError>>()?;
+    let widths = RcrConfig::new(s, e);
     let rcrs = (0..n_rcr)
         .map(|i| {
             let p = format!("{sim}.rcr_modules.{i}");
             Ok(Rcr {
-                smooth: w.tanh_mlp(&format!("{p}.rcr_smooth_w"), s, s / 2, 1)?,
-                matrix: w.tanh_mlp(&format!("{p}.rcr_matrix_w"), s, e / 2, e)?,
+                smooth: w.tanh_mlp(&format!("{p}.rcr_smooth_w"), s, widths.smooth_hidden(), 1)?,
+                matrix: w.tanh_mlp(&format!("{p}.rcr_matrix_w"), s, widths.matrix_hidden(), e)?,
             })
         })
         .collect::<Result<_, DataError>>()?;
