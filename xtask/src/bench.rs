@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcar_backbones::ModelConfig;
 use rcar_bench::timing::Repeats;
+use rcar_bench::torch::{annotate, check_python, run_torch};
 use rcar_bench::{BackendReport, BenchConfig, Measurement};
 use rcar_data::atomic::write_atomic;
 use rcar_train::TrainConfig;
@@ -43,6 +44,13 @@ pub struct BenchArgs {
     /// Writes the markdown tables too.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Also runs the same workloads in PyTorch (`crates/bench/reference/torch_bench.py`) on the
+    /// same shapes and threads, and gives every row its ratio; torch's BLAS joins the reference.
+    #[arg(long)]
+    compare_torch: bool,
+    /// The Python with torch, for --compare-torch.
+    #[arg(long, default_value = "python3")]
+    python: String,
 }
 
 fn parse_grid(text: &str) -> Result<(usize, usize)> {
@@ -92,11 +100,18 @@ fn device_name(_: &burn::tensor::Device) -> String {
 }
 
 fn print_row(m: &Measurement) {
+    if m.skipped {
+        eprintln!("  {:<40} {}", m.name, m.note);
+        return;
+    }
     let pct = m
         .percent_of_reference
         .map_or(String::new(), |p| format!(" ({p:.0}% of reference)"));
+    let peak = m.memory.map_or(String::new(), |p| {
+        format!(", peak {:.0} MiB", p.bytes as f64 / 1048576.0)
+    });
     eprintln!(
-        "  {:<40} {:>10.1} {:<10} {:>9.3} s{pct}",
+        "  {:<40} {:>10.1} {:<10} {:>9.3} s{pct}{peak}",
         m.name, m.value, m.unit, m.seconds
     );
 }
@@ -119,13 +134,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         },
         seed: 0,
     };
+    let torch_run = if args.compare_torch {
+        check_python(&args.python).map_err(anyhow::Error::msg)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let run = run_torch(&args.python, &cfg, threads).map_err(anyhow::Error::msg)?;
+        if let Some(why) = &run.failure {
+            eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
+        }
+        Some(run)
+    } else {
+        None
+    };
     let mut reports: Vec<BackendReport> = Vec::new();
     for name in &args.backends {
         let device = backend::device(name)?;
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = matches!(name.as_str(), "flex" | "cpu" | "ndarray");
-        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut print_row);
+        let mut report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut print_row);
+        if let Some(run) = &torch_run {
+            annotate(&mut report, run, cpu);
+        }
         println!("{}", report.markdown());
         reports.push(report);
     }

@@ -62,6 +62,6 @@ impl Rcar {
         chunk: usize,
     ) -> Tensor<2> {
         self.sim_enc
-            .grid(&self.config, images, captions, lengths, chunk)
+            .grid(&self.config, images, captions, lengths, chunk, None)
     }
 }

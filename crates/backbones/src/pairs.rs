@@ -5,7 +5,7 @@
 
 use crate::config::Direction;
 use crate::text_encoder::length_mask;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use std::ops::Range;
 
 pub struct PairBatch {
@@ -17,6 +17,8 @@ pub struct PairBatch {
     pub query_valid: Option<Tensor<2, Bool>>,
     /// Valid context tokens `[G, c]` (i2t: words).
     pub context_valid: Option<Tensor<2, Bool>>,
+    /// (image, caption) of each pair, in pair order: what keys its dropout masks.
+    pub ids: Vec<(usize, usize)>,
 }
 
 impl PairBatch {
@@ -49,23 +51,91 @@ pub fn grid_pairs(
     caption_range: Range<usize>,
 ) -> PairBatch {
     let [_, r, e] = images.dims();
-    let cap_lengths = &lengths[caption_range.clone()];
-    let t = cap_lengths.iter().copied().max().unwrap_or(1);
-    let regions = images.clone().slice([image_range, 0..r, 0..e]);
-    let words = captions.clone().slice([caption_range, 0..t, 0..e]);
-    let valid = length_mask(cap_lengths, t, &images.device());
+    let t = lengths[caption_range.clone()]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1);
+    let regions = images.clone().slice([image_range.clone(), 0..r, 0..e]);
+    let words = captions.clone().slice([caption_range.clone(), 0..t, 0..e]);
+    assemble(
+        direction,
+        regions,
+        words,
+        lengths,
+        &image_range.collect::<Vec<_>>(),
+        &caption_range.collect::<Vec<_>>(),
+    )
+}
+
+/// The pairs of one context item (`group`: an image in t2i, a caption in i2t) with the query items
+/// `items` (captions in t2i, images in i2t), in that order: the pairs a sparse step recomputes.
+pub fn group_pairs(
+    direction: Direction,
+    images: &Tensor<3>,
+    captions: &Tensor<3>,
+    lengths: &[usize],
+    group: usize,
+    items: &[usize],
+) -> PairBatch {
+    let (image_ids, caption_ids) = match direction {
+        Direction::T2i => (vec![group], items.to_vec()),
+        Direction::I2t => (items.to_vec(), vec![group]),
+    };
+    let [_, _, e] = captions.dims();
+    let t = caption_ids.iter().map(|&k| lengths[k]).max().unwrap_or(1);
+    let device = images.device();
+    let index = |ids: &[usize]| {
+        let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
+        let n = ids.len();
+        Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device)
+    };
+    let regions = images.clone().select(0, index(&image_ids));
+    let words =
+        captions
+            .clone()
+            .select(0, index(&caption_ids))
+            .slice([0..caption_ids.len(), 0..t, 0..e]);
+    assemble(direction, regions, words, lengths, &image_ids, &caption_ids)
+}
+
+/// The block of `regions` `[images, R, E]` (those of `image_ids`) × `words` `[captions, t, E]`.
+fn assemble(
+    direction: Direction,
+    regions: Tensor<3>,
+    words: Tensor<3>,
+    lengths: &[usize],
+    image_ids: &[usize],
+    caption_ids: &[usize],
+) -> PairBatch {
+    let [_, t, _] = words.dims();
+    let cap_lengths: Vec<usize> = caption_ids.iter().map(|&k| lengths[k]).collect();
+    let valid = length_mask(&cap_lengths, t, &regions.device());
+    // Group-major: the context items are the groups.
+    let ids = match direction {
+        Direction::T2i => image_ids
+            .iter()
+            .flat_map(|&i| caption_ids.iter().map(move |&j| (i, j)))
+            .collect(),
+        Direction::I2t => caption_ids
+            .iter()
+            .flat_map(|&j| image_ids.iter().map(move |&i| (i, j)))
+            .collect(),
+    };
     match direction {
         Direction::T2i => PairBatch {
             query: words,
             context: regions,
             query_valid: Some(valid),
             context_valid: None,
+            ids,
         },
         Direction::I2t => PairBatch {
             query: regions,
             context: words,
             query_valid: None,
             context_valid: Some(valid),
+            ids,
         },
     }
 }

@@ -15,7 +15,8 @@ use burn::tensor::{Device, Tensor};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::cosine;
-use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr, RcrConfig, Temperature};
+use rcar_regulators::pair_dropout::ModuleMasks;
+use rcar_regulators::{AttentionFactors, PairDropout, Rar, RarConfig, Rcr, RcrConfig, Temperature};
 use std::ops::Range;
 
 #[derive(Module, Debug)]
@@ -80,13 +81,22 @@ impl SimilarityEncoder {
         }
     }
 
-    /// Scores `[P]` of a block of pairs (group-major), recording intermediates into `trace`.
+    /// Scores `[P]` of a block of pairs (group-major), recording intermediates into `trace`. RAR's
+    /// dropout masks are keyed by pair where `dropout` is given (training), else drawn as usual.
     pub fn forward(
         &self,
         cfg: &ModelConfig,
         pairs: &PairBatch,
+        dropout: Option<&PairDropout>,
         mut trace: Option<&mut Trace>,
     ) -> Tensor<1> {
+        let masks = |module: usize| {
+            dropout.map(|dropout| ModuleMasks {
+                dropout,
+                pairs: &pairs.ids,
+                module,
+            })
+        };
         let qv = pairs.pair_query_valid();
         let qv = qv.as_ref();
         let mut factors = AttentionFactors::initial(cfg.smooth());
@@ -108,8 +118,8 @@ impl SimilarityEncoder {
                 let u = self.alignments[0].forward(pairs, &factors);
                 Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
                 let mut g = masked_mean(u.clone(), qv);
-                for rar in &self.rars {
-                    g = rar.forward(u.clone(), g, qv);
+                for (s, rar) in self.rars.iter().enumerate() {
+                    g = rar.forward(u.clone(), g, qv, masks(s));
                     Trace::record(&mut trace, |t| t.holistic.push(g.clone()));
                 }
                 g
@@ -124,7 +134,7 @@ impl SimilarityEncoder {
                         factors = rcr.forward(u.clone(), factors);
                         Trace::record(&mut trace, |t| t.push_factors(&factors));
                     }
-                    let next = rar.forward(u, prev, qv);
+                    let next = rar.forward(u, prev, qv, masks(s));
                     Trace::record(&mut trace, |t| t.holistic.push(next.clone()));
                     g = Some(next);
                 }
@@ -145,9 +155,10 @@ impl SimilarityEncoder {
         captions: Tensor<3>,
         lengths: &[usize],
         chunk: usize,
+        dropout: Option<&PairDropout>,
     ) -> Tensor<2> {
         let mut rows: Vec<(Range<usize>, Vec<Tensor<2>>)> = Vec::new();
-        for block in self.blocks(cfg, &images, &captions, lengths, chunk) {
+        for block in self.blocks(cfg, &images, &captions, lengths, chunk, dropout) {
             match rows.iter_mut().find(|(r, _)| *r == block.images) {
                 Some((_, row)) => row.push(block.scores),
                 None => rows.push((block.images, vec![block.scores])),
@@ -171,22 +182,23 @@ impl SimilarityEncoder {
         captions: &'a Tensor<3>,
         lengths: &'a [usize],
         chunk: usize,
+        dropout: Option<&'a PairDropout>,
     ) -> impl Iterator<Item = Block> + 'a {
         block_ranges(cfg, images.dims()[0], captions.dims()[0], chunk, usize::MAX)
             .into_iter()
-            .map(move |(img, cap)| self.block(cfg, images, captions, lengths, img, cap))
+            .map(move |ranges| self.block(cfg, images, captions, lengths, ranges, dropout))
     }
 
-    /// The block of image range `img` × caption range `cap`. Blocks are independent, so they can
-    /// be computed in any order or on several threads.
+    /// The block of image range `img` × caption range `cap` (as [`block_ranges`] gives them).
+    /// Blocks are independent, so they can be computed in any order or on several threads.
     pub fn block(
         &self,
         cfg: &ModelConfig,
         images: &Tensor<3>,
         captions: &Tensor<3>,
         lengths: &[usize],
-        img: Range<usize>,
-        cap: Range<usize>,
+        (img, cap): (Range<usize>, Range<usize>),
+        dropout: Option<&PairDropout>,
     ) -> Block {
         let pairs = grid_pairs(
             cfg.direction,
@@ -197,7 +209,7 @@ impl SimilarityEncoder {
             cap.clone(),
         );
         let (g, n) = pairs.shape();
-        let scores = self.forward(cfg, &pairs, None).reshape([g, n]);
+        let scores = self.forward(cfg, &pairs, dropout, None).reshape([g, n]);
         let scores = match cfg.direction {
             Direction::T2i => scores,
             Direction::I2t => scores.transpose(),

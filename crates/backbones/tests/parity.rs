@@ -127,7 +127,7 @@ fn check_config(name: &str) {
     let n_cap = inp.lengths.len();
     let mut trace = Trace::default();
     let pairs = grid_pairs(cfg.direction, &img, &cap, &inp.lengths, 0..n_img, 0..n_cap);
-    let scores = model.sim_enc.forward(&cfg, &pairs, Some(&mut trace));
+    let scores = model.sim_enc.forward(&cfg, &pairs, None, Some(&mut trace));
     // Blocks are group-major: image-major in t2i, caption-major in i2t.
     let pair = move |i: usize, j: usize| match cfg.direction {
         Direction::T2i => i * n_cap + j,

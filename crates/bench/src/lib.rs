@@ -8,6 +8,7 @@ pub mod memory;
 pub mod reference;
 pub mod report;
 pub mod timing;
+pub mod torch;
 pub mod workload;
 
 pub use report::{BackendReport, Measurement};

@@ -39,3 +39,41 @@ pub fn peak_of(device: &Device, f: impl FnOnce()) -> Option<Peak> {
         kind: "host peak RSS",
     })
 }
+
+/// What this process could grow to on the host: its resident set plus the memory the kernel calls
+/// available (`/proc/meminfo` `MemAvailable`); `None` off Linux.
+pub fn host_ceiling() -> Option<u64> {
+    let kb = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    Some((kb(&meminfo, "MemAvailable:")? + kb(&status, "VmRSS:")?) * 1024)
+}
+
+/// A training step's peak at batch `b`, extrapolated from the peaks at two smaller batches: past
+/// the model and its optimiser state, a step's memory grows with its pairs, b².
+pub fn extrapolate(small: (usize, u64), large: (usize, u64), b: usize) -> u64 {
+    let pairs = |n: usize| (n * n) as f64;
+    let slope = large.1.saturating_sub(small.1) as f64 / (pairs(large.0) - pairs(small.0));
+    (large.1 as f64 + slope * (pairs(b) - pairs(large.0))).max(0.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extrapolation_is_linear_in_pairs() {
+        // 100 + 2 per pair: 132 at batch 4, 228 at batch 8, 32,868 at batch 128.
+        assert_eq!(extrapolate((4, 132), (8, 228), 128), 100 + 2 * 128 * 128);
+        // A peak that did not grow gives a flat estimate, never a negative one.
+        assert_eq!(extrapolate((4, 500), (8, 400), 64), 400);
+    }
+}

@@ -19,6 +19,17 @@ pub struct Measurement {
     pub memory: Option<Peak>,
     /// Anything a reader needs to interpret the row (e.g. the share of a training step).
     pub note: String,
+    /// Not run: the machine could not hold it (`memory` is then the estimate, `note` says why).
+    pub skipped: bool,
+    /// The same workload in PyTorch on the same machine and threads (`--compare-torch`).
+    pub torch: Option<f64>,
+}
+
+impl Measurement {
+    /// This row's value over PyTorch's, where both ran (both are rates: above 1 is faster).
+    pub fn ratio(&self) -> Option<f64> {
+        self.torch.filter(|_| !self.skipped).map(|t| self.value / t)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,14 +42,45 @@ pub struct BackendReport {
     /// How the reference was obtained.
     pub reference: String,
     pub measurements: Vec<Measurement>,
+    /// The PyTorch run compared against, e.g. `torch 2.15.0, MKL, 2 threads`.
+    pub torch: Option<String>,
 }
 
 impl BackendReport {
+    /// Takes `gflops` (measured elsewhere on the same machine, e.g. PyTorch's BLAS) as the reference
+    /// where it is the higher rate, and recomputes every row's share of it.
+    pub fn raise_reference(&mut self, gflops: f64, how: &str) {
+        if gflops <= self.reference_gflops {
+            self.reference = format!("{}; {how}: {gflops:.1} GFLOP/s", self.reference);
+            return;
+        }
+        self.reference = format!(
+            "{how}; {}: {:.1} GFLOP/s",
+            self.reference, self.reference_gflops
+        );
+        self.reference_gflops = gflops;
+        for m in &mut self.measurements {
+            m.percent_of_reference = m.gflops.map(|g| 100.0 * g / gflops);
+        }
+    }
+
     pub fn markdown(&self) -> String {
+        let torch = self.torch.is_some();
         let mut out = format!(
-            "### {} — {}\n\nReference: {:.1} GFLOP/s ({})\n\n| workload | value | median time | GFLOP/s | % of ref. | memory | note |\n|---|---:|---:|---:|---:|---:|---|\n",
+            "### {} — {}\n\nReference: {:.1} GFLOP/s ({})\n\n",
             self.backend, self.device, self.reference_gflops, self.reference
         );
+        if let Some(t) = &self.torch {
+            out.push_str(&format!("PyTorch: {t}\n\n"));
+        }
+        let (extra_head, extra_rule) = if torch {
+            (" PyTorch | ratio |", "---:|---:|")
+        } else {
+            ("", "")
+        };
+        out.push_str(&format!(
+            "| workload | value |{extra_head} median time | GFLOP/s | % of ref. | peak memory | note |\n|---|---:|{extra_rule}---:|---:|---:|---:|---|\n"
+        ));
         for m in &self.measurements {
             let opt = |v: Option<f64>, digits: usize| {
                 v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
@@ -46,15 +88,22 @@ impl BackendReport {
             let memory = m.memory.map_or("–".to_string(), |p| {
                 format!("{:.0} MiB ({})", p.bytes as f64 / 1048576.0, p.kind)
             });
+            let (value, time) = if m.skipped {
+                ("skipped".to_string(), "–".to_string())
+            } else {
+                (format!("{:.1} {}", m.value, m.unit), seconds(m.seconds))
+            };
+            let extra = if torch {
+                let ratio = m.ratio().map_or("–".to_string(), |r| format!("{r:.2}×"));
+                format!(" {} | {ratio} |", opt(m.torch, 1))
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "| {} | {:.1} {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {value} |{extra} {time} | {} | {} | {memory} | {} |\n",
                 m.name,
-                m.value,
-                m.unit,
-                seconds(m.seconds),
                 opt(m.gflops, 1),
                 opt(m.percent_of_reference, 0),
-                memory,
                 m.note
             ));
         }

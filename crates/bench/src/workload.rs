@@ -2,7 +2,7 @@
 //! timed call reads one value back so lazy backends run the whole graph.
 
 use crate::flops;
-use crate::memory::peak_of;
+use crate::memory::{extrapolate, host_ceiling, peak_of, Peak};
 use crate::reference::{backend_matmul, gemm_crate, Shape};
 use crate::report::{BackendReport, Measurement};
 use crate::timing::{median_seconds, Repeats};
@@ -12,8 +12,14 @@ use rcar_backbones::{Direction, Mode, ModelConfig, Rcar};
 use rcar_data::batch::{derive_rng, TokenBatch};
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::{default_workers, Silent};
-use rcar_train::{adamw, hinge, train_step, LossMode, StepOutcome, StepSettings};
-use std::cell::RefCell;
+use rcar_regulators::PairDropout;
+use rcar_train::{adamw, hinge, train_step, LossMode, StepOutcome, StepSettings, Strategy};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// The share of the host's free memory a training row may be estimated to take.
+const HOST_SHARE: f64 = 0.9;
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// The modes compared in the pair-scoring rows: the baseline and each regulator at two steps.
 pub const MODES: [(Mode, usize); 4] = [
@@ -67,7 +73,7 @@ fn touch<const D: usize>(t: Tensor<D>) {
     let _ = t.sum().into_data();
 }
 
-fn mode_name(mode: Mode, steps: usize) -> String {
+pub fn mode_name(mode: Mode, steps: usize) -> String {
     match mode {
         Mode::OnlyRcr if steps == 0 => "baseline".into(),
         Mode::OnlyRcr => format!("only_rcr {steps}"),
@@ -76,7 +82,7 @@ fn mode_name(mode: Mode, steps: usize) -> String {
     }
 }
 
-fn direction_name(direction: Direction) -> &'static str {
+pub fn direction_name(direction: Direction) -> &'static str {
     match direction {
         Direction::T2i => "t2i",
         Direction::I2t => "i2t",
@@ -107,35 +113,20 @@ pub fn run(
     let model = cfg.model.init(device);
     let b = cfg.encode_batch;
     let batch_images = images(cfg, b, device);
-    let t = median_seconds(device, r, || {
+    let encoder = timed(device, r, || {
         touch(model.encode_images(batch_images.clone()))
     });
-    push(
-        row(
-            format!("image encoder, batch {b}"),
-            b as f64 / t,
-            "images/s",
-            t,
-        ),
-        &mut rows,
-    );
+    let m = measured(format!("image encoder, batch {b}"), b, "images/s", encoder);
+    push(m, &mut rows);
     let batch_captions = captions(cfg, b, 1);
-    let t = median_seconds(device, r, || {
+    let encoder = timed(device, r, || {
         touch(model.encode_tokens(&batch_captions, device))
     });
-    push(
-        row(
-            format!("text encoder, batch {b}"),
-            b as f64 / t,
-            "captions/s",
-            t,
-        ),
-        &mut rows,
-    );
+    let m = measured(format!("text encoder, batch {b}"), b, "captions/s", encoder);
+    push(m, &mut rows);
 
     // Pair scoring on encoded inputs, as the evaluation does it: one block per thread.
     let (ni, nc) = cfg.grid;
-    let pairs = (ni * nc) as f64;
     let workers = default_workers(device);
     for direction in [Direction::T2i, Direction::I2t] {
         for (mode, steps) in MODES {
@@ -154,20 +145,16 @@ pub fn run(
                 caption_ids: (0..nc).collect(),
             };
             let chunk = (ni * nc).div_ceil(workers);
-            let t = median_seconds(device, r, || {
-                score(&model, &encoded, chunk, workers, &mut Silent);
+            let timing = timed(device, r, || {
+                score(&model, &encoded, chunk, workers, None, &mut Silent);
             });
-            let gflops = flops::per_pair(&mc, cfg.regions, cfg.words) * pairs / t / 1e9;
-            let mut m = row(
-                format!(
-                    "similarity {} {}, {ni}×{nc}",
-                    direction_name(direction),
-                    mode_name(mode, steps)
-                ),
-                pairs / t,
-                "pairs/s",
-                t,
+            let name = format!(
+                "similarity {} {}, {ni}×{nc}",
+                direction_name(direction),
+                mode_name(mode, steps)
             );
+            let mut m = measured(name, ni * nc, "pairs/s", timing);
+            let gflops = flops::per_pair(&mc, cfg.regions, cfg.words) * m.value / 1e9;
             m.gflops = Some(gflops);
             m.percent_of_reference = Some(100.0 * gflops / reference_gflops);
             m.note = format!("{workers} scoring thread(s)");
@@ -178,7 +165,7 @@ pub fn run(
     // Training steps: forward, loss, backward, clipping, AdamW.
     let train = device.clone().autodiff();
     for &b in &cfg.train_batches {
-        for m in train_rows(cfg, b, &train) {
+        for m in train_rows(cfg, b, &train, cpu_backend) {
             push(m, &mut rows);
         }
     }
@@ -189,6 +176,7 @@ pub fn run(
         reference_gflops,
         reference,
         measurements: rows,
+        torch: None,
     }
 }
 
@@ -202,17 +190,42 @@ fn row(name: String, value: f64, unit: &'static str, seconds: f64) -> Measuremen
         percent_of_reference: None,
         memory: None,
         note: String::new(),
+        skipped: false,
+        torch: None,
     }
+}
+
+/// The row of a call that handles `items` in the median time of `timing`, with its peak memory.
+fn measured(
+    name: String,
+    items: usize,
+    unit: &'static str,
+    (seconds, peak): (f64, Option<Peak>),
+) -> Measurement {
+    let mut m = row(name, items as f64 / seconds, unit, seconds);
+    m.memory = peak;
+    m
+}
+
+/// The median seconds of `f` (see [`median_seconds`]) and the peak memory over those runs.
+fn timed(device: &Device, repeats: Repeats, f: impl FnMut()) -> (f64, Option<Peak>) {
+    let mut seconds = 0.0;
+    let peak = peak_of(device, || seconds = median_seconds(device, repeats, f));
+    (seconds, peak)
+}
+
+/// The model's two dominant product shapes at the bench's grid (see [`reference`]).
+pub fn reference_shapes(cfg: &BenchConfig) -> [Shape; 2] {
+    let m = cfg.grid.0 * cfg.grid.1 * cfg.words;
+    let (e, s) = (cfg.model.embed_size, cfg.model.sim_dim);
+    [Shape { m, k: e, n: s }, Shape { m, k: 2 * s, n: e }]
 }
 
 /// The best rate over the dominant product shapes: the alignment-vector projection
 /// `[pairs·q, E]·[E, S]` and the RCR channel head's second layer `[pairs·q, 2·S]·[2·S, E]`.
 fn reference(cfg: &BenchConfig, device: &Device, cpu_backend: bool) -> (f64, String) {
-    let m = cfg.grid.0 * cfg.grid.1 * cfg.words;
-    let (e, s) = (cfg.model.embed_size, cfg.model.sim_dim);
-    let shapes = [Shape { m, k: e, n: s }, Shape { m, k: 2 * s, n: e }];
     let mut best = (0.0, String::new());
-    for shape in shapes {
+    for shape in reference_shapes(cfg) {
         let dims = format!("{}×{}·{}×{}", shape.m, shape.k, shape.k, shape.n);
         let own = backend_matmul(device, shape, cfg.repeats);
         if own > best.0 {
@@ -228,9 +241,15 @@ fn reference(cfg: &BenchConfig, device: &Device, cpu_backend: bool) -> (f64, Str
     best
 }
 
-/// One training step at batch `b`, and the shares of its encoders and of its loss.
-fn train_rows(cfg: &BenchConfig, b: usize, device: &Device) -> Vec<Measurement> {
-    let r = cfg.repeats;
+/// A training step at batch `b` (model, optimiser and batch prepared), run once per call; it
+/// records how many pairs each call back-propagated into `pairs`.
+fn step_at(
+    cfg: &BenchConfig,
+    b: usize,
+    strategy: Strategy,
+    device: &Device,
+    pairs: Rc<Cell<usize>>,
+) -> impl FnMut() {
     let batch_images = images(cfg, b, device);
     let batch_captions = captions(cfg, b, 3);
     let settings = StepSettings {
@@ -239,10 +258,15 @@ fn train_rows(cfg: &BenchConfig, b: usize, device: &Device) -> Vec<Measurement> 
         lr: 5e-4,
         grad_clip: 2.0,
         chunk: b * b,
+        dropout: PairDropout {
+            prob: cfg.model.dropout,
+            seed: cfg.seed,
+        },
+        strategy,
     };
-    let state = RefCell::new(Some((cfg.model.init(device), adamw())));
-    let step = || {
-        let (model, mut optim) = state.borrow_mut().take().expect("model between steps");
+    let mut state = Some((cfg.model.init(device), adamw()));
+    move || {
+        let (model, mut optim) = state.take().expect("model between steps");
         let model: Rcar = match train_step(
             model,
             &mut optim,
@@ -250,12 +274,94 @@ fn train_rows(cfg: &BenchConfig, b: usize, device: &Device) -> Vec<Measurement> 
             &batch_captions,
             &settings,
         ) {
-            StepOutcome::Done { model, .. } | StepOutcome::NonFinite { model, .. } => model,
+            StepOutcome::Done {
+                model, pairs: p, ..
+            } => {
+                pairs.set(p);
+                model
+            }
+            StepOutcome::NonFinite { model, .. } => model,
         };
-        *state.borrow_mut() = Some((model, optim));
+        state = Some((model, optim));
+    }
+}
+
+/// The host peak of a step at batch `b`, extrapolated from steps at batches 4 and 8 (one
+/// untimed, one measured, each), or `None` where the host's peak cannot be read.
+fn estimated_host_peak(
+    cfg: &BenchConfig,
+    b: usize,
+    strategy: Strategy,
+    device: &Device,
+) -> Option<u64> {
+    let peak = |small: usize| {
+        let mut step = step_at(cfg, small, strategy, device, Rc::default());
+        step();
+        peak_of(device, step).map(|p| (small, p.bytes))
     };
-    let t_step = median_seconds(device, r, step);
-    let memory = peak_of(device, step);
+    Some(extrapolate(peak(4)?, peak(8)?, b))
+}
+
+/// A training step at batch `b` by `strategy`, or, on the CPU, the row saying it was skipped
+/// because the host cannot hold its estimated peak (rather than meet the out-of-memory killer).
+fn step_row(
+    cfg: &BenchConfig,
+    b: usize,
+    strategy: Strategy,
+    device: &Device,
+    cpu_backend: bool,
+) -> Measurement {
+    let name = format!(
+        "train step {} {}, batch {b}{}",
+        direction_name(cfg.model.direction),
+        mode_name(cfg.model.mode, cfg.model.steps),
+        match strategy {
+            Strategy::Sparse => "",
+            Strategy::Dense => ", dense",
+        }
+    );
+    if cpu_backend {
+        let ceiling = host_ceiling();
+        let estimate = estimated_host_peak(cfg, b, strategy, device);
+        if let (Some(ceiling), Some(estimate)) = (ceiling, estimate) {
+            if estimate as f64 > HOST_SHARE * ceiling as f64 {
+                let mut m = row(name, 0.0, "pairs/s", 0.0);
+                m.skipped = true;
+                m.memory = Some(Peak {
+                    bytes: estimate,
+                    kind: "estimate",
+                });
+                m.note = format!(
+                    "skipped: about {:.1} GiB (from batches 4 and 8), {:.1} GiB free for this process",
+                    estimate as f64 / GIB,
+                    ceiling as f64 / GIB
+                );
+                return m;
+            }
+        }
+    }
+    let pairs = Rc::new(Cell::new(0));
+    let step = step_at(cfg, b, strategy, device, pairs.clone());
+    let mut m = measured(name, b * b, "pairs/s", timed(device, cfg.repeats, step));
+    m.note = match strategy {
+        Strategy::Sparse => format!(
+            "hardest negatives, pair-sparse: {} of {} pairs back-propagated",
+            pairs.get(),
+            b * b
+        ),
+        Strategy::Dense => "hardest negatives, every pair back-propagated".into(),
+    };
+    m
+}
+
+/// The training step at batch `b`, pair-sparse (as training runs it in hardest-negative mode) and
+/// dense, and the times of its encoders and of its loss.
+fn train_rows(cfg: &BenchConfig, b: usize, device: &Device, cpu_backend: bool) -> Vec<Measurement> {
+    let r = cfg.repeats;
+    let sparse = step_row(cfg, b, Strategy::Sparse, device, cpu_backend);
+    let dense = step_row(cfg, b, Strategy::Dense, device, cpu_backend);
+    let batch_images = images(cfg, b, device);
+    let batch_captions = captions(cfg, b, 3);
 
     // The encoders alone, forward and backward.
     let model = cfg.model.init(device);
@@ -276,22 +382,20 @@ fn train_rows(cfg: &BenchConfig, b: usize, device: &Device) -> Vec<Measurement> 
         .fold(0.0, f64::max);
 
     let pairs = (b * b) as f64;
-    let mut step_row = row(
-        format!(
-            "train step {} {}, batch {b}",
-            direction_name(cfg.model.direction),
-            mode_name(cfg.model.mode, cfg.model.steps)
-        ),
-        pairs / t_step,
-        "pairs/s",
-        t_step,
-    );
-    step_row.memory = memory;
-    step_row.note = format!(
-        "encoders {:.1}% and loss {:.2}% of the step",
-        100.0 * t_enc / t_step,
-        100.0 * t_loss / t_step
-    );
+    let steps: Vec<Measurement> = [sparse, dense]
+        .into_iter()
+        .map(|mut m| {
+            if !m.skipped {
+                m.note = format!(
+                    "{}; encoders {:.1}% and loss {:.2}% of the step",
+                    m.note,
+                    100.0 * t_enc / m.seconds,
+                    100.0 * t_loss / m.seconds
+                );
+            }
+            m
+        })
+        .collect();
     let mut enc_row = row(
         format!("encoders fwd+bwd, batch {b}"),
         2.0 * b as f64 / t_enc,
@@ -306,5 +410,5 @@ fn train_rows(cfg: &BenchConfig, b: usize, device: &Device) -> Vec<Measurement> 
         t_loss,
     );
     loss_row.note = "the slower of sum and hardest".into();
-    vec![step_row, enc_row, loss_row]
+    steps.into_iter().chain([enc_row, loss_row]).collect()
 }

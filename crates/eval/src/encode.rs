@@ -9,6 +9,7 @@ use rcar_backbones::{ModelConfig, Rcar};
 use rcar_data::batch::{eval_captions, eval_images};
 use rcar_data::split::{Split, CAPTIONS_PER_IMAGE};
 use rcar_data::DataError;
+use rcar_regulators::PairDropout;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -101,11 +102,13 @@ pub fn chunk_for_budget(cfg: &ModelConfig, encoded: &Encoded, budget: usize) -> 
 /// threads, each block moved to the host as soon as it is computed. The CPU backend runs most
 /// element-wise operations on one core, so blocks scored side by side keep the other cores busy;
 /// each thread has its own handle on the model and the encodings (clones share their storage).
+/// `dropout`: RAR's pair-keyed dropout, for a training step's scoring pass (`None` to evaluate).
 pub fn score(
     model: &Rcar,
     encoded: &Encoded,
     chunk: usize,
     workers: usize,
+    dropout: Option<&PairDropout>,
     progress: &mut dyn Progress,
 ) -> SimMatrix {
     let [n_img, _, _] = encoded.images.dims();
@@ -126,8 +129,8 @@ pub fn score(
                         &encoded.images,
                         &encoded.captions,
                         &encoded.lengths,
-                        img.clone(),
-                        cap.clone(),
+                        (img.clone(), cap.clone()),
+                        dropout,
                     );
                     let values = block
                         .scores

@@ -145,7 +145,7 @@ pub fn similarity(
                     let chunk = opts.chunk.unwrap_or_else(|| {
                         chunk_for_budget(&model.config, &encoded, opts.mem_budget / workers)
                     });
-                    Ok(score(model, &encoded, chunk, workers, progress))
+                    Ok(score(model, &encoded, chunk, workers, None, progress))
                 })
                 .collect::<Result<Vec<_>, DataError>>()?;
             Ok(SimMatrix::average(&per_model))

@@ -43,10 +43,10 @@ fn evaluation_reproduces_the_reference_matrix() {
         };
         let (_, reference) = read_f32(&dir.join("sims.npy")).unwrap();
         for chunk in [1, 5, 1000] {
-            let sims = score(&model, &encoded, chunk, 1, &mut Silent);
+            let sims = score(&model, &encoded, chunk, 1, None, &mut Silent);
             let worst = max_abs_diff(&sims.data, &reference);
             assert!(worst <= 1e-5, "{name} chunk {chunk}: max |diff| {worst}");
-            let threaded = score(&model, &encoded, chunk, 3, &mut Silent);
+            let threaded = score(&model, &encoded, chunk, 3, None, &mut Silent);
             assert_eq!(
                 threaded.data, sims.data,
                 "{name} chunk {chunk} on 3 threads"

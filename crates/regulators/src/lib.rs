@@ -15,9 +15,11 @@ pub mod factors;
 pub mod init;
 pub mod masked;
 pub mod norm;
+pub mod pair_dropout;
 pub mod rar;
 pub mod rcr;
 
 pub use factors::{AttentionFactors, Temperature};
+pub use pair_dropout::PairDropout;
 pub use rar::{Rar, RarConfig};
 pub use rcr::{Rcr, RcrConfig};

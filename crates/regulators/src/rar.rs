@@ -8,6 +8,7 @@ use crate::activation::tanh;
 use crate::init::xavier_linear;
 use crate::masked::masked_softmax;
 use crate::norm::l2norm;
+use crate::pair_dropout::{ModuleMasks, Stream};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
@@ -45,17 +46,21 @@ impl RarConfig {
 
 impl Rar {
     /// The aggregation weights β `[n, q]` over the tokens of `u: [n, q, S]` given `g: [n, S]`.
+    /// Dropout draws from the backend's generator, or from `masks` where given (pair-keyed, so
+    /// that a pair scored twice in a step is dropped the same way both times).
     pub fn weights(
         &self,
         u: Tensor<3>,
         g: Tensor<2>,
         valid: Option<&Tensor<2, Bool>>,
+        masks: Option<ModuleMasks>,
     ) -> Tensor<2> {
-        let keys = self.dropout.forward(tanh(self.key.forward(u)));
-        let query = self
-            .dropout
-            .forward(tanh(self.query.forward(g)))
-            .unsqueeze_dim::<3>(1);
+        let keys = tanh(self.key.forward(u));
+        let query = tanh(self.query.forward(g)).unsqueeze_dim::<3>(1);
+        let (keys, query) = match masks {
+            Some(m) => (m.apply(Stream::Keys, keys), m.apply(Stream::Query, query)),
+            None => (self.dropout.forward(keys), self.dropout.forward(query)),
+        };
         let logits = self.value.forward(keys * query).squeeze_dim::<2>(2);
         masked_softmax(logits, valid)
     }
@@ -66,8 +71,11 @@ impl Rar {
         u: Tensor<3>,
         g: Tensor<2>,
         valid: Option<&Tensor<2, Bool>>,
+        masks: Option<ModuleMasks>,
     ) -> Tensor<2> {
-        let beta = self.weights(u.clone(), g, valid).unsqueeze_dim::<3>(2);
+        let beta = self
+            .weights(u.clone(), g, valid, masks)
+            .unsqueeze_dim::<3>(2);
         l2norm((beta * u).sum_dim(1).squeeze_dim(1))
     }
 }

@@ -13,5 +13,5 @@ pub mod trainer;
 pub use config::TrainConfig;
 pub use error::TrainError;
 pub use loss::{hinge, LossMode};
-pub use step::{train_step, StepOutcome, StepSettings};
+pub use step::{step_gradients, train_step, StepGradients, StepOutcome, StepSettings, Strategy};
 pub use trainer::{adamw, initial_model, Outcome, Trainer};

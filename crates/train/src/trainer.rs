@@ -7,7 +7,7 @@ use crate::config::TrainConfig;
 use crate::curves;
 use crate::error::TrainError;
 use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
-use crate::step::{train_step, StepOutcome, StepSettings};
+use crate::step::{train_step, StepOutcome, StepSettings, Strategy};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -20,6 +20,7 @@ use rcar_data::split::Split;
 use rcar_data::vocab::Vocab;
 use rcar_data::DataError;
 use rcar_eval::{evaluate, EvalOptions, Metrics, Progress};
+use rcar_regulators::PairDropout;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -238,13 +239,16 @@ impl Trainer {
         lr: f64,
     ) -> Result<(f32, f64), TrainError> {
         let device = &self.device;
-        device.seed(
-            derive_rng(
-                self.cfg.seed,
-                &[DROPOUT, self.state.epoch as u64, self.state.batch as u64],
-            )
-            .next_u64(),
+        // Word dropout draws from the backend's generator; RAR's dropout is keyed by pair.
+        let mut rng = derive_rng(
+            self.cfg.seed,
+            &[DROPOUT, self.state.epoch as u64, self.state.batch as u64],
         );
+        device.seed(rng.next_u64());
+        let dropout = PairDropout {
+            prob: self.cfg.model.dropout,
+            seed: rng.next_u64(),
+        };
         let b = batch.captions.len();
         let model = self.model.take().expect("model present between steps");
         let images = Tensor::from_data(
@@ -261,12 +265,15 @@ impl Trainer {
             } else {
                 self.cfg.train_chunk
             },
+            dropout,
+            strategy: Strategy::for_mode(mode),
         };
         match train_step(model, &mut self.optim, images, &batch.captions, &settings) {
             StepOutcome::Done {
                 model,
                 loss,
                 grad_norm,
+                ..
             } => {
                 self.model = Some(model);
                 Ok((loss, grad_norm))

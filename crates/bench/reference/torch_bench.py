@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""The bench's workloads in PyTorch, for a side-by-side ratio on the same machine (run by hand, or by
+`cargo xtask bench --compare-torch`, which passes the bench's own shapes and thread count):
+
+    pip install torch numpy
+    python3 crates/bench/reference/torch_bench.py --threads 2 --json torch.json
+
+A batched PyTorch restatement of the RCAR model (the official lib/encoders.py, as
+crates/backbones/reference/make_parity.py restates it caption by caption): a block of images x
+captions is scored in one pass of tensor products, as a PyTorch user would write it for speed. The
+script first checks that this batched model gives make_parity.py's scores (small sizes, every mode and
+direction), so the timings are of the same function.
+
+Rows, named as the Rust bench names them: the two encoders (inference), pair scoring of a grid
+(no_grad, eval mode) per direction and mode, the dense training step (all B^2 pairs with the graph,
+hardest-negative hinge, backward, global-norm clipping at 2.0, AdamW) at each batch, and torch's BLAS
+rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
+(training steps). Captions all have --words tokens, as in the Rust bench (no padding). Stdout: one
+JSON line per row as it is measured ({"row": ...}), then {"summary": ...}; --json also writes all.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODES = [("only_rcr", 0), ("only_rar", 2), ("only_rcr", 2), ("coop_rcar", 2)]
+
+
+def l2norm(x, dim=-1, eps=1e-8):
+    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
+
+
+def cosine(a, b, dim=-1, eps=1e-8):
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim)).clamp(min=eps)
+
+
+class Model(nn.Module):
+    """The official model's modules and state-dict names (make_parity.SCANpp), batched forward."""
+
+    def __init__(self, opt):
+        super().__init__()
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "backbones", "reference"))
+        import make_parity  # the caption-by-caption restatement: the same modules, checked below
+
+        self.opt = opt
+        self.parity = make_parity
+        self.official = make_parity.SCANpp(opt, p=0.0)
+
+    # -- encoders ------------------------------------------------------------------------------
+    def encode_images(self, images):
+        return self.official.img_enc(images)
+
+    def encode_captions(self, ids):
+        txt = self.official.txt_enc
+        out, _ = txt.rnn(txt.dropout(txt.embed(ids)))
+        half = out.shape[2] // 2
+        return l2norm((out[:, :, :half] + out[:, :, half:]) / 2)
+
+    # -- similarity of a block: every image with every caption, rows images --------------------
+    def block(self, img, cap):
+        opt, sim = self.opt, self.official.sim_enc
+        g_n, n = img.shape[0], cap.shape[0]
+        if opt.attn_type == "t2i":
+            q = cap.unsqueeze(0).expand(g_n, -1, -1, -1).reshape(g_n * n, cap.shape[1], -1)
+            c = img.unsqueeze(1).expand(-1, n, -1, -1).reshape(g_n * n, img.shape[1], -1)
+            smooth = opt.t2i_smooth
+        else:
+            q = img.unsqueeze(1).expand(-1, n, -1, -1).reshape(g_n * n, img.shape[1], -1)
+            c = cap.unsqueeze(0).expand(g_n, -1, -1, -1).reshape(g_n * n, cap.shape[1], -1)
+            smooth = opt.i2t_smooth
+        m = torch.ones(opt.embed_size)
+        mode = opt.self_regulator
+        if mode == "only_rcr":
+            for s in range(opt.rcr_step):
+                u = sim.alv_modules[s](q, c, m, smooth)
+                m, smooth = sim.rcr_modules[s](u, m, smooth)
+            attended = self.parity.cross_attention(q, c, m, smooth)
+            scores = cosine(q, attended).mean(1)
+        else:
+            steps = opt.rar_step if mode == "only_rar" else opt.rcar_step
+            g = None
+            for s in range(steps):
+                if mode == "coop_rcar" or s == 0:
+                    u = sim.alv_modules[s](q, c, m, smooth)
+                if g is None:
+                    g = u.mean(1)
+                if mode == "coop_rcar" and s < steps - 1:
+                    m, smooth = sim.rcr_modules[s](u, m, smooth)
+                g = sim.rar_modules[s](u, g)
+            scores = torch.sigmoid(sim.sim_eval_w(g)).squeeze(1)
+        return scores.view(g_n, n)
+
+
+def make_opt(a, attn_type, mode, steps):
+    return argparse.Namespace(
+        attn_type=attn_type, self_regulator=mode,
+        rcar_step=steps if mode == "coop_rcar" else 0,
+        rcr_step=steps if mode == "only_rcr" else 0,
+        rar_step=steps if mode == "only_rar" else 0,
+        t2i_smooth=10.0, i2t_smooth=3.0, img_dim=a.img_dim, embed_size=a.embed_size,
+        word_dim=a.word_dim, sim_dim=a.sim_dim, vocab_size=a.vocab_size,
+    )
+
+
+def check_against_reference():
+    """The batched model equals make_parity's caption-by-caption one (which the Rust parity tests
+    compare with), at small sizes, in every mode and direction."""
+    small = argparse.Namespace(img_dim=26, embed_size=44, word_dim=12, sim_dim=18, vocab_size=30)
+    gen = torch.Generator().manual_seed(0)
+    for attn_type in ("t2i", "i2t"):
+        for mode, steps in MODES:
+            model = Model(make_opt(small, attn_type, mode, steps)).eval()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+                images = torch.rand(3, 5, 26, generator=gen)
+                ids = torch.randint(3, 30, (4, 6), generator=gen)
+                img, cap = model.encode_images(images), model.encode_captions(ids)
+                got = model.block(img, cap)
+                want, _ = model.official.sim_enc(img, cap, [6] * 4)
+            diff = (got - want).abs().max().item()
+            assert diff < 1e-5, f"{attn_type} {mode} {steps}: batched model differs by {diff}"
+
+
+def hinge_hardest(scores, margin=0.2):
+    diag = scores.diag().view(-1, 1)
+    eye = torch.eye(scores.shape[0], dtype=torch.bool)
+    cost_s = (margin + scores - diag).clamp(min=0).masked_fill(eye, 0)
+    cost_im = (margin + scores - diag.t()).clamp(min=0).masked_fill(eye, 0)
+    return cost_s.max(1)[0].sum() + cost_im.max(0)[0].sum()
+
+
+def peak_rss_reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def timed(fn, warmup, runs):
+    for _ in range(warmup):
+        fn()
+    peak_rss_reset()
+    times = []
+    for _ in range(max(runs, 1)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), peak_rss_bytes()
+
+
+def train_step(a, b):
+    """One dense training step at batch b, as a closure over its model, optimiser and batch."""
+    model = Model(make_opt(a, a.train_direction, a.train_mode, a.train_steps)).train()
+    optim = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    images = torch.randn(b, a.regions, a.img_dim)
+    ids = torch.randint(4, a.vocab_size, (b, a.words))
+
+    def step():
+        optim.zero_grad()
+        scores = model.block(model.encode_images(images), model.encode_captions(ids))
+        hinge_hardest(scores).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+        optim.step()
+
+    return step
+
+
+def step_peak_estimate(a, b):
+    """Peak resident bytes of a step at batch b, extrapolated from steps at batches 4 and 8 (the
+    pairs, b^2, dominate), as the Rust bench estimates its own."""
+    peaks = []
+    for small in (4, 8):
+        step = train_step(a, small)
+        step()
+        peak_rss_reset()
+        step()
+        peaks.append(peak_rss_bytes())
+    slope = max(peaks[1] - peaks[0], 0) / (64 - 16)
+    return peaks[1] + slope * (b * b - 64)
+
+
+def host_ceiling():
+    """What this process could grow to: its resident set plus what the kernel calls available."""
+    try:
+        fields = {}
+        for path in ("/proc/meminfo", "/proc/self/status"):
+            with open(path) as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    fields[key] = int(rest.split()[0]) * 1024 if rest.split() and rest.split()[0].isdigit() else 0
+        return fields["MemAvailable"] + fields["VmRSS"]
+    except (OSError, KeyError):
+        return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--img-dim", dest="img_dim", type=int, default=2048)
+    p.add_argument("--embed-size", dest="embed_size", type=int, default=1024)
+    p.add_argument("--word-dim", dest="word_dim", type=int, default=300)
+    p.add_argument("--sim-dim", dest="sim_dim", type=int, default=256)
+    p.add_argument("--vocab-size", dest="vocab_size", type=int, default=8482)
+    p.add_argument("--regions", type=int, default=36)
+    p.add_argument("--words", type=int, default=12)
+    p.add_argument("--grid", default="16x64")
+    p.add_argument("--encode-batch", dest="encode_batch", type=int, default=128)
+    p.add_argument("--train-batches", dest="train_batches", default="32,128")
+    p.add_argument("--train-direction", dest="train_direction", default="t2i")
+    p.add_argument("--train-mode", dest="train_mode", default="coop_rcar")
+    p.add_argument("--train-steps", dest="train_steps", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
+    p.add_argument("--json")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    check_against_reference()
+    rows = []
+
+    def row(name, value, unit, seconds, peak=None):
+        # One JSON line per row on stdout as soon as it is measured: a run killed for memory at a
+        # large batch still leaves the rows before it.
+        rows.append(dict(name=name, value=value, unit=unit, seconds=seconds, peak_rss=peak))
+        print(json.dumps(dict(row=rows[-1])), flush=True)
+        print(f"  {name:<44} {value:>10.1f} {unit:<10} {seconds:>9.3f} s", file=sys.stderr, flush=True)
+
+    best = (0.0, "")
+    for shape in a.gemm.split(","):
+        m, k, n = map(int, shape.split("x"))
+        lhs, rhs = torch.rand(m, k), torch.rand(k, n)
+        t, _ = timed(lambda: torch.mm(lhs, rhs), a.warmup, a.runs)
+        rate = 2.0 * m * k * n / t / 1e9
+        row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
+        best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
+
+    b = a.encode_batch
+    model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval()
+    images = torch.randn(b, a.regions, a.img_dim)
+    ids = torch.randint(4, a.vocab_size, (b, a.words))
+    with torch.no_grad():
+        t, _ = timed(lambda: model.encode_images(images), a.warmup, a.runs)
+        row(f"image encoder, batch {b}", b / t, "images/s", t)
+        t, _ = timed(lambda: model.encode_captions(ids), a.warmup, a.runs)
+        row(f"text encoder, batch {b}", b / t, "captions/s", t)
+
+    ni, nc = map(int, a.grid.split("x"))
+    for attn_type in ("t2i", "i2t"):
+        for mode, steps in MODES:
+            model = Model(make_opt(a, attn_type, mode, steps)).eval()
+            with torch.no_grad():
+                img = model.encode_images(torch.randn(ni, a.regions, a.img_dim))
+                cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words)))
+                t, _ = timed(lambda: model.block(img, cap), a.warmup, a.runs)
+            name = "baseline" if steps == 0 else f"{mode} {steps}"
+            row(f"similarity {attn_type} {name}, {ni}×{nc}", ni * nc / t, "pairs/s", t)
+
+    name = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
+    for b in [int(x) for x in a.train_batches.split(",") if x.strip()]:
+        label = f"train step {a.train_direction} {name}, batch {b}"
+        estimate = step_peak_estimate(a, b)
+        ceiling = host_ceiling()
+        if ceiling is not None and estimate > 0.9 * ceiling:
+            rows.append(dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling))
+            print(json.dumps(dict(row=rows[-1])), flush=True)
+            print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB here",
+                  file=sys.stderr, flush=True)
+            continue
+        t, peak = timed(train_step(a, b), a.warmup, a.runs)
+        row(label, b * b / t, "pairs/s", t, peak)
+
+    out = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+               blas="MKL" if torch.backends.mkl.is_available() else "not MKL",
+               reference_gflops=best[0], reference=f"torch.mm, {best[1]}", rows=rows)
+    print(json.dumps(dict(summary={k: v for k, v in out.items() if k != "rows"})), flush=True)
+    if a.json:
+        tmp = a.json + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(out, indent=1))
+        os.replace(tmp, a.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+//! `--compare-torch`: the bench's workloads in PyTorch (`reference/torch_bench.py`, a batched
+//! restatement of the official model that checks itself against the parity reference), on the same
+//! machine, shapes and threads, so that every row both ran gets a ratio measured side by side.
+
+use crate::report::BackendReport;
+use crate::workload::{direction_name, mode_name, reference_shapes, BenchConfig};
+use serde::Deserialize;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+/// The script, where the source tree has it.
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/reference/torch_bench.py");
+
+/// One row of the script's output, named as the Rust bench names it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TorchRow {
+    pub name: String,
+    pub value: Option<f64>,
+    #[serde(default)]
+    pub skipped: bool,
+    /// Bytes, where the script skipped the row for memory.
+    pub estimate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TorchSummary {
+    pub torch: String,
+    pub threads: usize,
+    pub blas: String,
+    pub reference_gflops: f64,
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TorchRun {
+    pub rows: Vec<TorchRow>,
+    /// Absent when the script died before its end (its rows so far are kept).
+    pub summary: Option<TorchSummary>,
+    /// Why the run ended early, if it did.
+    pub failure: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Line {
+    Row(TorchRow),
+    Summary(TorchSummary),
+}
+
+/// Checks that `python` runs and imports torch, with an error that says what to install.
+pub fn check_python(python: &str) -> Result<(), String> {
+    let out = Command::new(python)
+        .args(["-c", "import torch, numpy"])
+        .output()
+        .map_err(|e| format!("--compare-torch: cannot run {python:?} ({e}); give --python PATH"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "--compare-torch: {python} cannot import torch and numpy (pip install torch numpy, or give --python PATH): {}",
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+    ))
+}
+
+/// Runs the script with the bench's shapes on `threads` threads; its progress goes to stderr.
+pub fn run_torch(python: &str, cfg: &BenchConfig, threads: usize) -> Result<TorchRun, String> {
+    let m = &cfg.model;
+    let shapes: Vec<String> = reference_shapes(cfg)
+        .iter()
+        .map(|s| format!("{}x{}x{}", s.m, s.k, s.n))
+        .collect();
+    let batches: Vec<String> = cfg.train_batches.iter().map(usize::to_string).collect();
+    let mode = mode_name(m.mode, m.steps);
+    let (mode, steps) = mode.split_once(' ').unwrap_or(("only_rcr", "0"));
+    let args: Vec<String> = [
+        ("--threads", threads.to_string()),
+        ("--img-dim", m.img_dim.to_string()),
+        ("--embed-size", m.embed_size.to_string()),
+        ("--word-dim", m.word_dim.to_string()),
+        ("--sim-dim", m.sim_dim.to_string()),
+        ("--vocab-size", m.vocab_size.to_string()),
+        ("--regions", cfg.regions.to_string()),
+        ("--words", cfg.words.to_string()),
+        ("--grid", format!("{}x{}", cfg.grid.0, cfg.grid.1)),
+        ("--encode-batch", cfg.encode_batch.to_string()),
+        ("--train-batches", batches.join(",")),
+        ("--train-direction", direction_name(m.direction).to_string()),
+        ("--train-mode", mode.to_string()),
+        ("--train-steps", steps.to_string()),
+        ("--warmup", cfg.repeats.warmup.to_string()),
+        ("--runs", cfg.repeats.runs.to_string()),
+        ("--gemm", shapes.join(",")),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    eprintln!("PyTorch: {python} {SCRIPT} {}", args.join(" "));
+    let mut child = Command::new(python)
+        .arg(SCRIPT)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut run = TorchRun::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading {SCRIPT}'s output: {e}"))?;
+        match serde_json::from_str::<Line>(&line) {
+            Ok(Line::Row(row)) => run.rows.push(row),
+            Ok(Line::Summary(s)) => run.summary = Some(s),
+            Err(e) => return Err(format!("{SCRIPT} printed {line:?}, not a row ({e})")),
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {python}: {e}"))?;
+    if !status.success() {
+        run.failure = Some(format!(
+            "{SCRIPT} ended with {status} after {} rows",
+            run.rows.len()
+        ));
+    }
+    Ok(run)
+}
+
+/// Puts PyTorch's value beside each row of `report` that both ran; on a CPU backend, takes torch's
+/// BLAS as the reference product rate where it is the faster one.
+pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
+    for m in &mut report.measurements {
+        let Some(row) = run.rows.iter().find(|r| r.name == m.name) else {
+            continue;
+        };
+        match (row.skipped, row.estimate) {
+            (true, Some(bytes)) => {
+                m.note = format!(
+                    "{}{}PyTorch skipped it: about {:.1} GiB",
+                    m.note,
+                    if m.note.is_empty() { "" } else { "; " },
+                    bytes / (1u64 << 30) as f64
+                )
+            }
+            _ => m.torch = row.value,
+        }
+    }
+    if let Some(s) = &run.summary {
+        report.torch = Some(format!(
+            "torch {} ({}), {} threads, same shapes; ratio = this project's rate / PyTorch's",
+            s.torch, s.blas, s.threads
+        ));
+        if cpu_backend {
+            report.raise_reference(s.reference_gflops, &format!("{} ({})", s.reference, s.blas));
+        }
+    }
+}
