@@ -11,6 +11,11 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
+/// Counts live heap bytes, so `bench` reports each row's peak (and estimates what a large training
+/// batch would need) from the memory in use rather than the resident set.
+#[global_allocator]
+static ALLOC: rcar_bench::memory::CountingAlloc = rcar_bench::memory::CountingAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",

@@ -188,17 +188,20 @@ def train_step(a, b):
 
 
 def step_peak_estimate(a, b):
-    """Peak resident bytes of a step at batch b, extrapolated from steps at batches 4 and 8 (the
-    pairs, b^2, dominate), as the Rust bench estimates its own."""
+    """Peak resident bytes of a dense step at batch b, extrapolated from steps at batches 16 and 24
+    (large enough for the pairs, b^2, to dominate), as the Rust bench estimates its own."""
+    small, large = 16, 24
+    if b <= large:
+        return 0
     peaks = []
-    for small in (4, 8):
-        step = train_step(a, small)
+    for n in (small, large):
+        step = train_step(a, n)
         step()
         peak_rss_reset()
         step()
         peaks.append(peak_rss_bytes())
-    slope = max(peaks[1] - peaks[0], 0) / (64 - 16)
-    return peaks[1] + slope * (b * b - 64)
+    slope = max(peaks[1] - peaks[0], 0) / (large * large - small * small)
+    return peaks[1] + slope * (b * b - large * large)
 
 
 def host_ceiling():
