@@ -92,35 +92,31 @@ pub fn peak_of(device: &Device, f: impl FnOnce()) -> Option<Peak> {
         return None;
     }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
+    Some(Peak {
+        bytes: proc_bytes(&status, "VmHWM:")?,
+        kind: "host peak RSS",
+    })
+}
+
+/// The bytes of a `key:   N kB` line of a `/proc` file's `text`.
+fn proc_bytes(text: &str, key: &str) -> Option<u64> {
+    let kib: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()?;
-    Some(Peak {
-        bytes: kb * 1024,
-        kind: "host peak RSS",
-    })
+    Some(kib * 1024)
 }
 
 /// What this process could grow to on the host: its resident set plus the memory the kernel calls
 /// available (`/proc/meminfo` `MemAvailable`); `None` off Linux.
 pub fn host_ceiling() -> Option<u64> {
-    let kb = |text: &str, key: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<u64>()
-            .ok()
-    };
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    Some((kb(&meminfo, "MemAvailable:")? + kb(&status, "VmRSS:")?) * 1024)
+    Some(proc_bytes(&meminfo, "MemAvailable:")? + proc_bytes(&status, "VmRSS:")?)
 }
 
 /// How a step's memory grows with its batch `b`.
@@ -146,6 +142,14 @@ pub fn extrapolate(small: (usize, u64), large: (usize, u64), b: usize, growth: G
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_lines_are_read_in_bytes() {
+        let status = "Name:\txtask\nVmHWM:\t  2048 kB\nVmRSS:\t   512 kB\n";
+        assert_eq!(proc_bytes(status, "VmRSS:"), Some(512 * 1024));
+        assert_eq!(proc_bytes(status, "VmHWM:"), Some(2048 * 1024));
+        assert_eq!(proc_bytes(status, "MemAvailable:"), None);
+    }
 
     #[test]
     fn extrapolation_follows_the_growth() {
