@@ -17,7 +17,7 @@ use std::process::ExitCode;
 pub struct BenchArgs {
     /// Backends to measure, in turn (repeat the flag).
     #[arg(long = "backend", default_value = "flex")]
-    backends: Vec<String>,
+    pub backends: Vec<String>,
     /// Experiment whose model (dimensions, direction, mode) is measured.
     #[arg(long, default_value = "experiments/f30k_t2i_rcar.json")]
     config: PathBuf,
@@ -134,6 +134,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         },
         seed: 0,
     };
+    // Every backend starts before anything is timed: a missing driver is an error at once.
+    let devices = args
+        .backends
+        .iter()
+        .map(|name| backend::device(name))
+        .collect::<Result<Vec<_>>>()?;
     let torch_run = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -146,8 +152,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         None
     };
     let mut reports: Vec<BackendReport> = Vec::new();
-    for name in &args.backends {
-        let device = backend::device(name)?;
+    for (name, device) in args.backends.iter().zip(devices) {
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = matches!(name.as_str(), "flex" | "cpu" | "ndarray");

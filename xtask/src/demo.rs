@@ -28,11 +28,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
     #[arg(long, default_value = "flex")]
-    backend: String,
+    pub backend: String,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    let device = backend::device(&args.backend)?;
     let vocab_path = args.data.join("vocab.json");
     if !vocab_path.exists() {
         println!(
@@ -41,7 +42,6 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         );
         generate(&args.data, &SynthConfig::default(), &mut |_, _, _| {})?;
     }
-    let device = backend::device(&args.backend)?;
     let mut cfg = TrainConfig::load(&args.config)?;
     cfg.data = args.data.clone();
     cfg.vocab = vocab_path.clone();

@@ -51,6 +51,17 @@ pub struct EvalArgs {
     json: Option<PathBuf>,
 }
 
+impl EvalArgs {
+    /// Saved matrices are scored without a model, on no backend.
+    pub fn backends(&self) -> Vec<&str> {
+        if self.sims.is_empty() {
+            vec![self.backend.as_str()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let report = if args.sims.is_empty() {
         with_models(&args)?

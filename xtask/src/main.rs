@@ -7,6 +7,7 @@ mod data;
 mod demo;
 mod eval;
 mod progress;
+mod rebuild;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -41,14 +42,32 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+impl Command {
+    /// The backends this command will run on.
+    fn backends(&self) -> Vec<&str> {
+        match self {
+            Command::Demo(args) => vec![args.backend.as_str()],
+            Command::Data(_) => Vec::new(),
+            Command::Train(args) => vec![args.backend.as_str()],
+            Command::Eval(args) => args.backends(),
+            Command::Bench(args) => args.backends.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo(args) => demo::run(args),
-        Command::Data(cmd) => data::run(cmd),
-        Command::Train(args) => train::run(args),
-        Command::Eval(args) => eval::run(args),
-        Command::Bench(args) => bench::run(args),
+    let missing = rebuild::missing(cli.command.backends());
+    let result = if !missing.is_empty() {
+        rebuild::rerun(&missing)
+    } else {
+        match cli.command {
+            Command::Demo(args) => demo::run(args),
+            Command::Data(cmd) => data::run(cmd),
+            Command::Train(args) => train::run(args),
+            Command::Eval(args) => eval::run(args),
+            Command::Bench(args) => bench::run(args),
+        }
     };
     match result {
         Ok(code) => code,

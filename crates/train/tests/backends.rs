@@ -1,37 +1,56 @@
-//! The same training step on WGPU and on the CPU backend (`--features wgpu`; CI runs it on Mesa's
-//! software Vulkan). GPU reductions sum in another order, so the tolerances are float32 ones:
-//! scores and BatchNorm running variance to 1e-4 absolute, loss and gradient norm to 1e-3 relative.
-#![cfg(feature = "wgpu")]
+//! The same training step, and the same evaluation matrix, on a GPU backend and on the CPU backend
+//! (`--features wgpu`, CI runs it on Mesa's software Vulkan; `--features cuda` on a machine with an
+//! NVIDIA GPU). GPU reductions sum in another order, so the tolerances are float32 ones: scores,
+//! the evaluation matrix and BatchNorm running variance to 1e-4 absolute, loss and gradient norm to
+//! 1e-3 relative.
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 mod common;
 
-use burn::tensor::{Device, DeviceKind};
-use common::{max_abs_diff, reference_step};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{fixture, max_abs_diff, reference_step};
+use rcar_backbones::checkpoint::official::load_official;
+use rcar_data::npy::read_f32;
+use rcar_eval::encode::{score, Encoded};
+use rcar_eval::progress::Silent;
 use rcar_train::LossMode;
 
+#[cfg(feature = "wgpu")]
 #[test]
-fn wgpu_matches_the_cpu_forward_and_backward() {
-    let cpu = Device::flex().autodiff();
-    let gpu = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
+fn wgpu_matches_the_cpu_forward_backward_and_evaluation() {
+    matches_the_cpu(
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        "WGPU",
+    );
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_matches_the_cpu_forward_backward_and_evaluation() {
+    matches_the_cpu(Device::cuda(0), "CUDA");
+}
+
+fn matches_the_cpu(gpu: Device, label: &str) {
+    let cpu = Device::flex();
     // Both directions with both regulators; lavapipe compiles every kernel, so one loss mode each.
     for (name, mode) in [
         ("t2i_rcar2", LossMode::Hardest),
         ("i2t_rcar2", LossMode::Sum),
     ] {
-        let a = reference_step(name, &cpu, mode);
-        let b = reference_step(name, &gpu, mode);
+        let a = reference_step(name, &cpu.clone().autodiff(), mode);
+        let b = reference_step(name, &gpu.clone().autodiff(), mode);
         let diff = max_abs_diff(&a.scores, &b.scores);
         assert!(diff <= 1e-4, "{name} {mode:?}: scores differ by {diff}");
         let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
         assert!(
             rel(a.loss, b.loss) <= 1e-3,
-            "{name} {mode:?}: loss {} on the CPU, {} on WGPU",
+            "{name} {mode:?}: loss {} on the CPU, {} on {label}",
             a.loss,
             b.loss
         );
         assert!(
             rel(a.grad_norm, b.grad_norm) <= 1e-3,
-            "{name} {mode:?}: gradient norm {} on the CPU, {} on WGPU",
+            "{name} {mode:?}: gradient norm {} on the CPU, {} on {label}",
             a.grad_norm,
             b.grad_norm
         );
@@ -48,5 +67,29 @@ fn wgpu_matches_the_cpu_forward_and_backward() {
             diff <= 1e-4,
             "{name}: BatchNorm running variance differs by {diff}"
         );
+        let diff = max_abs_diff(&eval_matrix(name, &cpu), &eval_matrix(name, &gpu));
+        assert!(diff <= 1e-4, "{name}: evaluation matrices differ by {diff}");
     }
+}
+
+/// The fixture's images × captions scored as `eval` does (eval mode, the pair grid in blocks).
+fn eval_matrix(name: &str, device: &Device) -> Vec<f32> {
+    let dir = fixture(name);
+    let (model, _) = load_official(&dir.join("checkpoint.pth"), device).unwrap();
+    let inputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
+    let rows: Vec<Vec<i64>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
+    let lengths: Vec<usize> = serde_json::from_value(inputs["lengths"].clone()).unwrap();
+    let (shape, data) = read_f32(&dir.join("images.npy")).unwrap();
+    let ids: Tensor<2, Int> = Tensor::from_data(
+        TensorData::new(rows.concat(), [rows.len(), rows[0].len()]),
+        device,
+    );
+    let encoded = Encoded {
+        images: model.encode_images(Tensor::from_data(TensorData::new(data, shape), device)),
+        captions: model.encode_captions(ids, &lengths),
+        caption_ids: (0..lengths.len()).collect(),
+        lengths,
+    };
+    score(&model, &encoded, 4, 1, None, &mut Silent).data
 }
