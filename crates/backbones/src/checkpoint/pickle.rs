@@ -57,14 +57,21 @@ impl Value {
 
 /// Parses pickle bytes (protocols 2–4).
 pub fn unpickle(data: &[u8]) -> Result<Value, String> {
-    Machine {
+    unpickle_at(data, 0).map(|(value, _)| value)
+}
+
+/// Parses the pickle that starts at `pos`, and gives where it ends: torch's legacy format writes
+/// several pickles one after another.
+pub fn unpickle_at(data: &[u8], pos: usize) -> Result<(Value, usize), String> {
+    let mut machine = Machine {
         data,
-        pos: 0,
+        pos,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
-    }
-    .run()
+    };
+    let value = machine.run()?;
+    Ok((value, machine.pos))
 }
 
 struct Machine<'a> {
@@ -126,7 +133,7 @@ impl Machine<'_> {
             .ok_or_else(|| "pickle stack underflow".into())
     }
 
-    fn run(mut self) -> Result<Value, String> {
+    fn run(&mut self) -> Result<Value, String> {
         loop {
             let op = self.take(1)?[0];
             match op {
@@ -299,6 +306,11 @@ fn persistent(pid: Value) -> Result<Value, String> {
         return Err("persistent id is not a tuple".into());
     };
     match items.as_slice() {
+        // The legacy format adds the location, the size and a view of another storage: a state
+        // dict holds no views.
+        [Value::Str(kind), _, _, _, _, view] if kind == "storage" && *view != Value::None => {
+            Err(format!("unsupported storage view {view:?}"))
+        }
         [Value::Str(kind), Value::Global(storage_type), Value::Str(key), ..]
             if kind == "storage" =>
         {
