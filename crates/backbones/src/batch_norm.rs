@@ -70,4 +70,13 @@ impl BatchNorm {
         update(&self.running_var, batch.variance.mul_scalar(unbiased));
         batch.output
     }
+
+    /// Over `[B, C, L]` with the channels on axis 1, as PyTorch's `BatchNorm1d` reads a 3-D input:
+    /// each channel's statistics over all B·L values (SGRAF's BatchNorm over region slots, and
+    /// SAF's single-channel one over node scores).
+    pub fn forward_channels_first(&self, input: Tensor<3>) -> Tensor<3> {
+        let [b, c, l] = input.dims();
+        let rows = input.swap_dims(1, 2).reshape([b * l, c]);
+        self.forward(rows).reshape([b, l, c]).swap_dims(1, 2)
+    }
 }

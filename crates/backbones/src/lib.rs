@@ -11,8 +11,12 @@ pub mod gru;
 pub mod image_encoder;
 pub mod model;
 pub mod pairs;
+pub mod saf;
+pub mod sgr;
+pub mod sgraf;
 pub mod similarity;
 pub mod text_encoder;
+pub mod visual_sa;
 
 pub use config::{Direction, Mode, ModelConfig};
 pub use model::Rcar;

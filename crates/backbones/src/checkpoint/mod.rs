@@ -4,6 +4,7 @@ pub mod native;
 pub mod official;
 pub mod pickle;
 pub mod pth;
+pub mod sgraf;
 
 use crate::model::Rcar;
 use burn::tensor::Device;

@@ -33,28 +33,25 @@ pub struct OfficialInfo {
 pub fn load_official(path: &Path, device: &Device) -> Result<(Rcar, OfficialInfo), DataError> {
     let ckpt = read_pth(path)?;
     let config = config_from_opt(path, &ckpt.opt)?;
-    let mut weights = Weights {
-        path: path.to_path_buf(),
-        tensors: &ckpt.tensors,
-        used: BTreeSet::new(),
-        device,
-    };
+    let mut weights = Weights::new(path, &ckpt.tensors, "module.", device);
     let model = build(&config, &mut weights)?;
-    weights.check_all_used(&config)?;
-    let TorchCheckpoint {
-        epoch,
-        best_rsum,
-        eiters,
-        ..
-    } = ckpt;
-    Ok((
-        model,
-        OfficialInfo {
-            epoch,
-            best_rsum,
-            eiters,
-        },
-    ))
+    let ignorable = |k: &str| {
+        k.starts_with("img_enc.mlp.bns.1.")
+            || (k.starts_with("sim_enc.sim_eval_w.") && !config.sigmoid_head())
+    };
+    let model_kind = format!("a {:?} model with {} steps", config.mode, config.steps);
+    weights.check_all_used(ignorable, &model_kind)?;
+    Ok((model, OfficialInfo::of(&ckpt)))
+}
+
+impl OfficialInfo {
+    pub(super) fn of(ckpt: &TorchCheckpoint) -> Self {
+        Self {
+            epoch: ckpt.epoch,
+            best_rsum: ckpt.best_rsum,
+            eiters: ckpt.eiters,
+        }
+    }
 }
 
 /// The model configuration from the `opt` namespace (the direction is not in the weights).
@@ -113,26 +110,51 @@ pub fn config_from_opt(
         .with_i2t_smooth(float("i2t_smooth")?))
 }
 
-struct Weights<'a> {
+/// A checkpoint's tensors, taken one by one into layers; every key is checked for shape and, at
+/// the end, that none was left unused.
+pub(super) struct Weights<'a> {
     path: PathBuf,
     tensors: &'a BTreeMap<String, RawTensor>,
+    /// How keys are named in messages: RCAR's state dict keys start with `module.` (stripped here).
+    shown: &'static str,
     used: BTreeSet<String>,
     device: &'a Device,
 }
 
-impl Weights<'_> {
+impl<'a> Weights<'a> {
+    pub(super) fn new(
+        path: &Path,
+        tensors: &'a BTreeMap<String, RawTensor>,
+        shown: &'static str,
+        device: &'a Device,
+    ) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            tensors,
+            shown,
+            used: BTreeSet::new(),
+            device,
+        }
+    }
+
+    /// The raw tensor under `key`, if the checkpoint has one (to read a size from).
+    pub(super) fn shape_of(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|t| t.shape.as_slice())
+    }
+
     fn raw(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, DataError> {
+        let shown = self.shown;
         let t = self.tensors.get(key).ok_or_else(|| {
             DataError::invalid(
                 &self.path,
-                format!("missing key module.{key}, expected by its opt"),
+                format!("missing key {shown}{key}, expected by its opt"),
             )
         })?;
         if t.shape != shape {
             return Err(DataError::invalid(
                 &self.path,
                 format!(
-                    "module.{key} has shape {:?}, its opt implies {shape:?}",
+                    "{shown}{key} has shape {:?}, its opt implies {shape:?}",
                     t.shape
                 ),
             ));
@@ -141,18 +163,23 @@ impl Weights<'_> {
         Ok(t.data.clone())
     }
 
-    fn tensor1(&mut self, key: &str, n: usize) -> Result<Tensor<1>, DataError> {
+    pub(super) fn tensor1(&mut self, key: &str, n: usize) -> Result<Tensor<1>, DataError> {
         let data = self.raw(key, &[n])?;
         Ok(Tensor::from_data(TensorData::new(data, [n]), self.device))
     }
 
-    fn tensor2(&mut self, key: &str, shape: [usize; 2]) -> Result<Tensor<2>, DataError> {
+    pub(super) fn tensor2(&mut self, key: &str, shape: [usize; 2]) -> Result<Tensor<2>, DataError> {
         let data = self.raw(key, &shape)?;
         Ok(Tensor::from_data(TensorData::new(data, shape), self.device))
     }
 
     /// A PyTorch Linear `[out, in]` as Burn's `[in, out]`.
-    fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, DataError> {
+    pub(super) fn linear(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Linear, DataError> {
         let weight = self
             .tensor2(&format!("{prefix}.weight"), [d_out, d_in])?
             .transpose();
@@ -163,8 +190,14 @@ impl Weights<'_> {
         })
     }
 
-    fn gru(&mut self, suffix: &str, d_in: usize, hidden: usize) -> Result<GruDirection, DataError> {
-        let p = "txt_enc.rnn";
+    /// One direction (`suffix` "" or "_reverse") of PyTorch GRU `p`, gates fused in r/z/n order.
+    fn gru(
+        &mut self,
+        p: &str,
+        suffix: &str,
+        d_in: usize,
+        hidden: usize,
+    ) -> Result<GruDirection, DataError> {
         let mut part = |kind: &str, d: usize| -> Result<Linear, DataError> {
             let weight = self
                 .tensor2(&format!("{p}.weight_{kind}_l0{suffix}"), [3 * hidden, d])?
@@ -194,12 +227,43 @@ impl Weights<'_> {
         })
     }
 
-    /// Every tensor of the checkpoint must have been used, except the ones the model never reads.
-    fn check_all_used(&self, cfg: &ModelConfig) -> Result<(), DataError> {
-        let ignorable = |k: &str| {
-            k.starts_with("img_enc.mlp.bns.1.")
-                || (k.starts_with("sim_enc.sim_eval_w.") && !cfg.sigmoid_head())
-        };
+    /// Embedding `embed` `[vocab, word_dim]` and the bidirectional GRU `rnn` into E, averaged.
+    pub(super) fn text_encoder(
+        &mut self,
+        embed: &str,
+        rnn: &str,
+        [vocab, word_dim]: [usize; 2],
+        embed_size: usize,
+        dropout: f64,
+    ) -> Result<TextEncoder, DataError> {
+        let weight = self.tensor2(&format!("{embed}.weight"), [vocab, word_dim])?;
+        Ok(TextEncoder {
+            embed: Embedding {
+                weight: Param::from_tensor(weight),
+            },
+            dropout: DropoutConfig::new(dropout).init(),
+            gru_forward: self.gru(rnn, "", word_dim, embed_size)?,
+            gru_backward: self.gru(rnn, "_reverse", word_dim, embed_size)?,
+        })
+    }
+
+    /// A PyTorch `BatchNorm1d` of `n` channels, running statistics included.
+    pub(super) fn batch_norm(&mut self, prefix: &str, n: usize) -> Result<BatchNorm, DataError> {
+        Ok(BatchNorm::from_tensors(
+            self.tensor1(&format!("{prefix}.weight"), n)?,
+            self.tensor1(&format!("{prefix}.bias"), n)?,
+            self.tensor1(&format!("{prefix}.running_mean"), n)?,
+            self.tensor1(&format!("{prefix}.running_var"), n)?,
+        ))
+    }
+
+    /// Every tensor of the checkpoint must have been used, except the `ignorable` ones, which the
+    /// model never reads; `model` says what the checkpoint was read as.
+    pub(super) fn check_all_used(
+        &self,
+        ignorable: impl Fn(&str) -> bool,
+        model: &str,
+    ) -> Result<(), DataError> {
         match self
             .tensors
             .keys()
@@ -207,10 +271,7 @@ impl Weights<'_> {
         {
             Some(k) => Err(DataError::invalid(
                 &self.path,
-                format!(
-                    "unexpected key module.{k} for a {:?} model with {} steps",
-                    cfg.mode, cfg.steps
-                ),
+                format!("unexpected key {}{k} for {model}", self.shown),
             )),
             None => Ok(()),
         }
@@ -219,26 +280,20 @@ impl Weights<'_> {
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
     let (e, s, wd) = (cfg.embed_size, cfg.sim_dim, cfg.word_dim);
-    let bn = BatchNorm::from_tensors(
-        w.tensor1("img_enc.mlp.bns.0.weight", e / 2)?,
-        w.tensor1("img_enc.mlp.bns.0.bias", e / 2)?,
-        w.tensor1("img_enc.mlp.bns.0.running_mean", e / 2)?,
-        w.tensor1("img_enc.mlp.bns.0.running_var", e / 2)?,
-    );
+    let bn = w.batch_norm("img_enc.mlp.bns.0", e / 2)?;
     let img_enc = ImageEncoder {
         fc: w.linear("img_enc.fc", cfg.img_dim, e)?,
         mlp_hidden: w.linear("img_enc.mlp.layers.0", cfg.img_dim, e / 2)?,
         mlp_bn: bn,
         mlp_out: w.linear("img_enc.mlp.layers.1", e / 2, e)?,
     };
-    let txt_enc = TextEncoder {
-        embed: Embedding {
-            weight: Param::from_tensor(w.tensor2("txt_enc.embed.weight", [cfg.vocab_size, wd])?),
-        },
-        dropout: DropoutConfig::new(cfg.dropout).init(),
-        gru_forward: w.gru("", wd, e)?,
-        gru_backward: w.gru("_reverse", wd, e)?,
-    };
+    let txt_enc = w.text_encoder(
+        "txt_enc.embed",
+        "txt_enc.rnn",
+        [cfg.vocab_size, wd],
+        e,
+        cfg.dropout,
+    )?;
     let (n_alv, n_rcr, n_rar) = cfg.module_counts();
     let sim = "sim_enc";
     let alignments = (0..n_alv)

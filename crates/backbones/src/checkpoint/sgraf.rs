@@ -1,0 +1,124 @@
+//! Builds SGRAF's model from its released checkpoints (`model_best.pth.tar`, `checkpoint_N.pth.tar`):
+//! `model` is a list of three state dicts (image, text, similarity encoder), `opt` the argparse
+//! namespace of SGRAF's `train.py`. Sizes come from `opt`, the number of region slots from
+//! VisualSA's BatchNorm; every tensor is checked for shape and none may be left unused.
+
+use super::official::{OfficialInfo, Weights};
+use super::pth::{read_pth, OptValue};
+use crate::alignment::AlignmentVector;
+use crate::saf::AttentionFiltration;
+use crate::sgr::GraphReasoning;
+use crate::sgraf::{Host, Sgraf, SgrafSimilarity};
+use crate::visual_sa::VisualSa;
+use burn::nn::DropoutConfig;
+use burn::tensor::Device;
+use rcar_data::DataError;
+use rcar_regulators::Rar;
+use std::path::Path;
+
+/// SGRAF's dropout (embedding, VisualSA, TextSA).
+const DROPOUT: f64 = 0.4;
+
+/// Reads an SGRAF checkpoint (either torch format) and builds its model on `device`.
+pub fn load_sgraf(path: &Path, device: &Device) -> Result<(Sgraf, OfficialInfo), DataError> {
+    let ckpt = read_pth(path)?;
+    let bad = |msg: String| DataError::invalid(path, msg);
+    let int = |k: &str| match ckpt.opt.get(k) {
+        Some(OptValue::Int(v)) if *v >= 0 => Ok(*v as usize),
+        _ => Err(bad(format!("opt.{k} is missing or has the wrong type"))),
+    };
+    let flag = |k: &str| matches!(ckpt.opt.get(k), Some(OptValue::Bool(true)));
+    let host = match ckpt.opt.get("module_name") {
+        Some(OptValue::Str(name)) if name == "SAF" => Host::Saf,
+        Some(OptValue::Str(name)) if name == "SGR" => Host::Sgr,
+        other => {
+            return Err(bad(format!(
+                "opt.module_name is {other:?}, not SAF or SGR (is it an SGRAF checkpoint?)"
+            )))
+        }
+    };
+    if flag("no_imgnorm") || flag("no_txtnorm") {
+        return Err(bad(
+            "opt.no_imgnorm / no_txtnorm: only SGRAF's default (both normalised) is built".into(),
+        ));
+    }
+    if !matches!(ckpt.opt.get("bi_gru"), Some(OptValue::Bool(true))) || int("num_layers")? != 1 {
+        return Err(bad(
+            "opt.bi_gru / num_layers: only SGRAF's default (one bidirectional layer) is built"
+                .into(),
+        ));
+    }
+    let (e, s) = (int("embed_size")?, int("sim_dim")?);
+    let mut w = Weights::new(path, &ckpt.tensors, "", device);
+    let regions = match w.shape_of("2.v_global_w.embedding_local.1.weight") {
+        Some(&[r]) => r,
+        _ => {
+            return Err(bad(
+                "2.v_global_w.embedding_local.1.weight is missing or not 1-D".into(),
+            ))
+        }
+    };
+    let img_fc = w.linear("0.fc", int("img_dim")?, e)?;
+    let txt_enc = w.text_encoder(
+        "1.embed",
+        "1.cap_rnn",
+        [int("vocab_size")?, int("word_dim")?],
+        e,
+        DROPOUT,
+    )?;
+    let visual = VisualSa {
+        local: w.linear("2.v_global_w.embedding_local.0", e, e)?,
+        local_bn: w.batch_norm("2.v_global_w.embedding_local.1", regions)?,
+        global: w.linear("2.v_global_w.embedding_global.0", e, e)?,
+        global_bn: w.batch_norm("2.v_global_w.embedding_global.1", e)?,
+        common: w.linear("2.v_global_w.embedding_common.0", e, 1)?,
+        dropout: DropoutConfig::new(DROPOUT).init(),
+    };
+    let textual = Rar {
+        key: w.linear("2.t_global_w.embedding_local.0", e, e)?,
+        query: w.linear("2.t_global_w.embedding_global.0", e, e)?,
+        value: w.linear("2.t_global_w.embedding_common.0", e, 1)?,
+        dropout: DropoutConfig::new(DROPOUT).init(),
+    };
+    let (saf, sgr) = match host {
+        Host::Saf => (
+            Some(AttentionFiltration {
+                score: w.linear("2.SAF_module.attn_sim_w", s, 1)?,
+                bn: w.batch_norm("2.SAF_module.bn", 1)?,
+            }),
+            Vec::new(),
+        ),
+        Host::Sgr => {
+            let steps = (0..int("sgr_step")?)
+                .map(|k| {
+                    let p = format!("2.SGR_module.{k}");
+                    Ok(GraphReasoning {
+                        query: w.linear(&format!("{p}.graph_query_w"), s, s)?,
+                        key: w.linear(&format!("{p}.graph_key_w"), s, s)?,
+                        update: w.linear(&format!("{p}.sim_graph_w"), s, s)?,
+                    })
+                })
+                .collect::<Result<_, DataError>>()?;
+            (None, steps)
+        }
+    };
+    let sim_enc = SgrafSimilarity {
+        visual,
+        textual,
+        local: AlignmentVector {
+            transform: w.linear("2.sim_tranloc_w", e, s)?,
+        },
+        global: w.linear("2.sim_tranglo_w", e, s)?,
+        saf,
+        sgr,
+        head: w.linear("2.sim_eval_w", s, 1)?,
+    };
+    w.check_all_used(|_| false, &format!("an SGRAF {host:?} model"))?;
+    let model = Sgraf {
+        img_fc,
+        txt_enc,
+        sim_enc,
+        host,
+    };
+    Ok((model, OfficialInfo::of(&ckpt)))
+}

@@ -1,0 +1,175 @@
+//! SGRAF (Diao et al., AAAI 2021), the hosts RCAR was built on: SAF and SGR, t2i only, exactly as
+//! SGRAF's code computes them (`../shared/docs/plugin-backbones.md` §2).
+//!
+//! Per (image, caption) pair the nodes are the global alignment s^g = l2norm(W_glo (v̄ − t̄)² + b)
+//! and one local alignment per word, RCAR's alignment vector with m = 1 and λ = 9; SAF filters and
+//! pools them ([`AttentionFiltration`]), SGR reasons over them ([`GraphReasoning`], node 0 read out);
+//! a sigmoid head scores. SGRAF's encoders: one FC layer for the regions, RCAR's BiGRU text encoder.
+
+use crate::alignment::AlignmentVector;
+use crate::pairs::{grid_pairs, PairBatch};
+use crate::saf::AttentionFiltration;
+use crate::sgr::GraphReasoning;
+use crate::text_encoder::{length_mask, TextEncoder};
+use crate::visual_sa::VisualSa;
+use crate::Direction;
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Bool, Int, Tensor};
+use rcar_regulators::masked::masked_mean;
+use rcar_regulators::norm::l2norm;
+use rcar_regulators::{AttentionFactors, Rar};
+
+/// SGRAF's attention temperature, hard-coded there.
+pub const SMOOTH: f64 = 9.0;
+
+/// Which aggregation follows the alignments (SGRAF's `module_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Saf,
+    Sgr,
+}
+
+#[derive(Module, Debug)]
+pub struct SgrafSimilarity {
+    /// `v_global_w`
+    pub visual: VisualSa,
+    /// `t_global_w` (TextSA: `embedding_local.0` is RAR's key, `embedding_global.0` its query,
+    /// `embedding_common.0` its value layer)
+    pub textual: Rar,
+    /// `sim_tranloc_w`
+    pub local: AlignmentVector,
+    /// `sim_tranglo_w`
+    pub global: Linear,
+    /// `SAF_module` (SAF)
+    pub saf: Option<AttentionFiltration>,
+    /// `SGR_module.{0..sgr_step}` (SGR)
+    pub sgr: Vec<GraphReasoning>,
+    /// `sim_eval_w`
+    pub head: Linear,
+}
+
+/// What a block computes on the way to its scores, for the parity tests; pairs image-major.
+#[derive(Default)]
+pub struct SgrafTrace {
+    /// s^g `[P, S]`
+    pub global: Option<Tensor<2>>,
+    /// s^l `[P, q, S]`
+    pub local: Option<Tensor<3>>,
+    /// SAF's node weights `[P, q + 1]`
+    pub saf_weights: Option<Tensor<2>>,
+    /// SGR's nodes after each step `[P, q + 1, S]`
+    pub sgr_nodes: Vec<Tensor<3>>,
+}
+
+impl SgrafSimilarity {
+    /// Global vectors of the images `[N, R, E]` → `[N, E]` (once per image batch: VisualSA's
+    /// BatchNorms see the whole batch in training).
+    pub fn image_globals(&self, images: Tensor<3>) -> Tensor<2> {
+        self.visual.forward(images)
+    }
+
+    /// Global vectors of the captions `[M, T, E]` → `[M, E]`, TextSA over each caption's own words.
+    pub fn caption_globals(&self, captions: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
+        let valid = length_mask(lengths, captions.dims()[1], &captions.device());
+        let mean = masked_mean(captions.clone(), Some(&valid));
+        self.textual.forward(captions, mean, Some(&valid), None)
+    }
+
+    /// Scores `[P]` of a t2i block of pairs, given the global vectors of its images `[G, E]` and
+    /// captions `[n, E]`.
+    pub fn forward(
+        &self,
+        pairs: &PairBatch,
+        image_globals: Tensor<2>,
+        caption_globals: Tensor<2>,
+        mut trace: Option<&mut SgrafTrace>,
+    ) -> Tensor<1> {
+        let (g, n) = pairs.shape();
+        let e = image_globals.dims()[1];
+        let local = self
+            .local
+            .forward(pairs, &AttentionFactors::initial(SMOOTH));
+        let diff = image_globals.reshape([g, 1, e]) - caption_globals.reshape([1, n, e]);
+        let global = l2norm(self.global.forward(diff.powi_scalar(2).reshape([g * n, e])));
+        let nodes = Tensor::cat(vec![global.clone().unsqueeze_dim(1), local.clone()], 1);
+        let words = pairs
+            .pair_query_valid()
+            .expect("t2i pairs carry their words' mask");
+        let valid =
+            Tensor::<2, Bool>::cat(vec![Tensor::ones([g * n, 1], &words.device()), words], 1);
+        if let Some(t) = trace.as_deref_mut() {
+            t.global = Some(global);
+            t.local = Some(local);
+        }
+        let aggregated = match &self.saf {
+            Some(saf) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.saf_weights = Some(saf.weights(nodes.clone(), &valid));
+                }
+                saf.forward(nodes, &valid)
+            }
+            None => {
+                let mut nodes = nodes;
+                for step in &self.sgr {
+                    nodes = step.forward(nodes, &valid);
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.sgr_nodes.push(nodes.clone());
+                    }
+                }
+                let [p, _, s] = nodes.dims();
+                nodes.slice([0..p, 0..1, 0..s]).reshape([p, s])
+            }
+        };
+        sigmoid(self.head.forward(aggregated)).reshape([g * n])
+    }
+}
+
+/// SGRAF's whole model (`SGRAF` in its `model.py`): `img_enc`, `txt_enc`, `sim_enc`.
+#[derive(Module, Debug)]
+pub struct Sgraf {
+    /// `img_enc.fc`
+    pub img_fc: Linear,
+    /// `txt_enc` (`embed`, `cap_rnn`)
+    pub txt_enc: TextEncoder,
+    pub sim_enc: SgrafSimilarity,
+    #[module(skip)]
+    pub host: Host,
+}
+
+impl Sgraf {
+    /// Region features `[B, R, d]` → `[B, R, E]`, unit norm per region.
+    pub fn encode_images(&self, images: Tensor<3>) -> Tensor<3> {
+        l2norm(self.img_fc.forward(images))
+    }
+
+    /// Padded ids `[B, T]` → word embeddings `[B, T, E]`, zero beyond each length.
+    pub fn encode_captions(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
+        self.txt_enc.forward(ids, lengths)
+    }
+
+    /// The similarity matrix `[images, captions]` of encoded images and captions, in one block.
+    pub fn similarity(
+        &self,
+        images: Tensor<3>,
+        captions: Tensor<3>,
+        lengths: &[usize],
+        trace: Option<&mut SgrafTrace>,
+    ) -> Tensor<2> {
+        let (n_img, n_cap) = (images.dims()[0], captions.dims()[0]);
+        let image_globals = self.sim_enc.image_globals(images.clone());
+        let caption_globals = self.sim_enc.caption_globals(captions.clone(), lengths);
+        let pairs = grid_pairs(
+            Direction::T2i,
+            &images,
+            &captions,
+            lengths,
+            0..n_img,
+            0..n_cap,
+        );
+        self.sim_enc
+            .forward(&pairs, image_globals, caption_globals, trace)
+            .reshape([n_img, n_cap])
+    }
+}
