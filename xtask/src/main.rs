@@ -55,7 +55,19 @@ impl Command {
     }
 }
 
+/// Burn keeps some state on its *default* device whatever the run's device: a resumed run's optimizer
+/// state is loaded there, then moved to the parameters' device at the next step. That default
+/// prefers a GPU backend compiled into the binary, even where no driver exists (a CUDA build
+/// resuming a CPU run would panic), so the CPU is named unless the user set `BURN_DEVICE`.
+fn default_device_on_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // Before any thread starts: nothing else reads the environment concurrently.
+        std::env::set_var("BURN_DEVICE", "flex");
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    default_device_on_the_cpu();
     let cli = Cli::parse();
     let missing = rebuild::missing(cli.command.backends());
     let result = if !missing.is_empty() {

@@ -104,3 +104,62 @@ fn wgpu_without_a_driver_says_to_install_one() {
     );
     assert_refused(&out, &["WGPU could not start", "mesa-vulkan-drivers"]);
 }
+
+/// A CUDA build without a driver resumes a run on the CPU: Burn loads the optimizer state on its
+/// default device, which would be CUDA here had xtask not named the CPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_cuda_build_resumes_a_cpu_run_without_a_driver() {
+    if loadable(&["libcuda.so", "libcuda.so.1"]) {
+        eprintln!("an NVIDIA driver is installed here: nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let synth = rcar_data::synth::SynthConfig {
+        seed: 3,
+        train_images: 8,
+        dev_images: 4,
+        test_images: 4,
+        regions: 6,
+        dim: 32,
+    };
+    rcar_data::synth::generate(&data, &synth, &mut |_, _, _| {}).unwrap();
+    let vocab = data.join("vocab.json");
+    let vocab_size = rcar_data::vocab::Vocab::load(&vocab).unwrap().len();
+    let config = serde_json::json!({
+        "name": "resume", "data": data, "vocab": vocab,
+        "model": {
+            "vocab_size": vocab_size, "direction": "t2i", "mode": "coop_rcar", "steps": 2,
+            "img_dim": 32, "word_dim": 8, "embed_size": 16, "sim_dim": 8,
+            "t2i_smooth": 10.0, "i2t_smooth": 3.0, "dropout": 0.4
+        },
+        "epochs": 1, "batch_size": 8, "lr": 0.002, "lr_update": 10, "warmup_epochs": 1,
+        "seed": 0, "log_every": 1, "checkpoint_every": 2
+    });
+    let config_path = dir.path().join("resume.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let run = dir.path().join("run");
+    let xtask = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env_remove("BURN_DEVICE")
+            .output()
+            .expect("runs xtask");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (config_path, run) = (config_path.to_str().unwrap(), run.to_str().unwrap());
+    xtask(&[
+        "train",
+        "--config",
+        config_path,
+        "--out",
+        run,
+        "--max-steps",
+        "3",
+    ]);
+    let resumed = xtask(&["train", "--resume", run, "--max-steps", "4"]);
+    assert!(resumed.contains("stopped at step 4"), "{resumed}");
+}
