@@ -1,7 +1,9 @@
 //! A GPU backend that cannot start ends in an error that names what is missing and what to install,
-//! never in a panic inside CubeCL. Run with `--features xtask/cuda,xtask/wgpu` (the README's full
-//! test command) on a machine without an NVIDIA driver, as CI's is; where a driver is installed, the
-//! CUDA cases have nothing to show and say so.
+//! never in a panic inside CubeCL. The WGPU case runs in the README's full test command
+//! (`xtask/wgpu`); the CUDA cases with `cargo test -p xtask --features xtask/cuda --test gpu_errors`,
+//! on a machine without an NVIDIA driver; where a driver is installed, they have nothing to show
+//! and say so.
+#![cfg(any(feature = "cuda", feature = "wgpu"))]
 
 use std::path::Path;
 use std::process::{Command, Output};
