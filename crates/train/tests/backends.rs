@@ -8,9 +8,8 @@
 mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use common::{fixture, max_abs_diff, reference_step};
+use common::{fixture, inputs, max_abs_diff, reference_step};
 use rcar_backbones::checkpoint::official::load_official;
-use rcar_data::npy::read_f32;
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::progress::Silent;
 use rcar_train::LossMode;
@@ -74,13 +73,8 @@ fn matches_the_cpu(gpu: Device, label: &str) {
 
 /// The fixture's images × captions scored as `eval` does (eval mode, the pair grid in blocks).
 fn eval_matrix(name: &str, device: &Device) -> Vec<f32> {
-    let dir = fixture(name);
-    let (model, _) = load_official(&dir.join("checkpoint.pth"), device).unwrap();
-    let inputs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
-    let rows: Vec<Vec<i64>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
-    let lengths: Vec<usize> = serde_json::from_value(inputs["lengths"].clone()).unwrap();
-    let (shape, data) = read_f32(&dir.join("images.npy")).unwrap();
+    let (model, _) = load_official(&fixture(name).join("checkpoint.pth"), device).unwrap();
+    let (rows, lengths, shape, data) = inputs(name);
     let ids: Tensor<2, Int> = Tensor::from_data(
         TensorData::new(rows.concat(), [rows.len(), rows[0].len()]),
         device,

@@ -54,17 +54,29 @@ impl OfficialInfo {
     }
 }
 
+/// `opt.key`, a non-negative integer (a size or a count); the error names the file and the key.
+pub(super) fn opt_count(
+    path: &Path,
+    opt: &BTreeMap<String, OptValue>,
+    key: &str,
+) -> Result<usize, DataError> {
+    match opt.get(key) {
+        Some(OptValue::Int(v)) if *v >= 0 => Ok(*v as usize),
+        _ => Err(missing_opt(path, key)),
+    }
+}
+
+fn missing_opt(path: &Path, key: &str) -> DataError {
+    DataError::invalid(path, format!("opt.{key} is missing or has the wrong type"))
+}
+
 /// The model configuration from the `opt` namespace (the direction is not in the weights).
 pub fn config_from_opt(
     path: &Path,
     opt: &BTreeMap<String, OptValue>,
 ) -> Result<ModelConfig, DataError> {
-    let missing =
-        |k: &str| DataError::invalid(path, format!("opt.{k} is missing or has the wrong type"));
-    let int = |k: &str| match opt.get(k) {
-        Some(OptValue::Int(v)) if *v >= 0 => Ok(*v as usize),
-        _ => Err(missing(k)),
-    };
+    let missing = |k: &str| missing_opt(path, k);
+    let int = |k: &str| opt_count(path, opt, k);
     let float = |k: &str| match opt.get(k) {
         Some(OptValue::Float(v)) => Ok(*v),
         Some(OptValue::Int(v)) => Ok(*v as f64),

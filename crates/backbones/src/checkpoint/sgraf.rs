@@ -3,7 +3,7 @@
 //! namespace of SGRAF's `train.py`. Sizes come from `opt`, the number of region slots from
 //! VisualSA's BatchNorm; every tensor is checked for shape and none may be left unused.
 
-use super::official::{OfficialInfo, Weights};
+use super::official::{opt_count, OfficialInfo, Weights};
 use super::pth::{read_pth, OptValue};
 use crate::alignment::AlignmentVector;
 use crate::saf::AttentionFiltration;
@@ -23,10 +23,7 @@ const DROPOUT: f64 = 0.4;
 pub fn load_sgraf(path: &Path, device: &Device) -> Result<(Sgraf, OfficialInfo), DataError> {
     let ckpt = read_pth(path)?;
     let bad = |msg: String| DataError::invalid(path, msg);
-    let int = |k: &str| match ckpt.opt.get(k) {
-        Some(OptValue::Int(v)) if *v >= 0 => Ok(*v as usize),
-        _ => Err(bad(format!("opt.{k} is missing or has the wrong type"))),
-    };
+    let int = |k: &str| opt_count(path, &ckpt.opt, k);
     let flag = |k: &str| matches!(ckpt.opt.get(k), Some(OptValue::Bool(true)));
     let host = match ckpt.opt.get("module_name") {
         Some(OptValue::Str(name)) if name == "SAF" => Host::Saf,
@@ -42,7 +39,7 @@ pub fn load_sgraf(path: &Path, device: &Device) -> Result<(Sgraf, OfficialInfo),
             "opt.no_imgnorm / no_txtnorm: only SGRAF's default (both normalised) is built".into(),
         ));
     }
-    if !matches!(ckpt.opt.get("bi_gru"), Some(OptValue::Bool(true))) || int("num_layers")? != 1 {
+    if !flag("bi_gru") || int("num_layers")? != 1 {
         return Err(bad(
             "opt.bi_gru / num_layers: only SGRAF's default (one bidirectional layer) is built"
                 .into(),

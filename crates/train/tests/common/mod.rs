@@ -25,14 +25,22 @@ pub struct Step {
     pub grad_norm: f64,
 }
 
-/// One forward and backward pass of fixture `name` on the autodiff `device`.
-pub fn reference_step(name: &str, device: &Device, mode: LossMode) -> Step {
+/// Fixture `name`'s inputs: padded word ids (one row per caption), their lengths, and the images'
+/// shape and values.
+pub fn inputs(name: &str) -> (Vec<Vec<i64>>, Vec<usize>, Vec<usize>, Vec<f32>) {
     let dir = fixture(name);
     let inputs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
-    let rows: Vec<Vec<i64>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
-    let lengths: Vec<usize> = serde_json::from_value(inputs["lengths"].clone()).unwrap();
+    let rows = serde_json::from_value(inputs["ids"].clone()).unwrap();
+    let lengths = serde_json::from_value(inputs["lengths"].clone()).unwrap();
     let (shape, data) = read_f32(&dir.join("images.npy")).unwrap();
+    (rows, lengths, shape, data)
+}
+
+/// One forward and backward pass of fixture `name` on the autodiff `device`.
+pub fn reference_step(name: &str, device: &Device, mode: LossMode) -> Step {
+    let dir = fixture(name);
+    let (rows, lengths, shape, data) = inputs(name);
     let n = shape[0];
     let (rows, lengths) = (&rows[..n], &lengths[..n]);
     let t = rows[0].len();
