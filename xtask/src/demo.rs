@@ -80,7 +80,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         &mut Bars::new(),
     )?;
     let untrained = initial_model(&cfg, &device);
-    let (baseline, _) = evaluate(&[untrained], &[], &test, &opts, &device, &mut Bars::new())?;
+    let (baseline, _) = evaluate(
+        &[untrained.into()],
+        &[],
+        &test,
+        &opts,
+        &device,
+        &mut Bars::new(),
+    )?;
     println!();
     println!("trained ({}):", args.out.display());
     print_report(&report);

@@ -5,7 +5,7 @@ use crate::progress::Bars;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcar_backbones::checkpoint::load_any;
-use rcar_backbones::Rcar;
+use rcar_backbones::Matcher;
 use rcar_data::split::Split;
 use rcar_data::vocab::Vocab;
 use rcar_eval::protocol::{check_folds, metrics_of, protocol_name};
@@ -102,12 +102,10 @@ fn with_sims(args: &EvalArgs) -> Result<Report> {
 }
 
 /// Loads a model for evaluation and checks it against the vocabulary.
-pub fn load_model(path: &Path, vocab: &Vocab, vocab_path: &Path, backend: &str) -> Result<Rcar> {
+pub fn load_model(path: &Path, vocab: &Vocab, vocab_path: &Path, backend: &str) -> Result<Matcher> {
     let device = backend::device(backend)?;
     let model = load_any(path, &device)?;
-    model
-        .config
-        .check_vocab(vocab.len(), vocab_path, &path.display().to_string())?;
+    model.check_vocab(vocab.len(), vocab_path, &path.display().to_string())?;
     Ok(model)
 }
 

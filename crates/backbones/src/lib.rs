@@ -1,6 +1,6 @@
 //! The RCAR model: the SCAN-style backbone (image and text encoders, cross attention in both
-//! directions, alignment vectors, scoring heads) hosting the RCR and RAR regulators, plus readers
-//! for the official PyTorch checkpoints.
+//! directions, alignment vectors, scoring heads) hosting the RCR and RAR regulators, SGRAF's SAF and
+//! SGR hosts, one [`Matcher`] type over them, and readers for the official PyTorch checkpoints.
 
 pub mod alignment;
 pub mod attention;
@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod gru;
 pub mod image_encoder;
+pub mod matcher;
 pub mod model;
 pub mod pairs;
 pub mod saf;
@@ -19,4 +20,5 @@ pub mod text_encoder;
 pub mod visual_sa;
 
 pub use config::{Direction, Mode, ModelConfig};
+pub use matcher::Matcher;
 pub use model::Rcar;

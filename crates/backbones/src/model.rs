@@ -2,10 +2,11 @@
 
 use crate::config::ModelConfig;
 use crate::image_encoder::ImageEncoder;
+use crate::matcher::token_ids;
 use crate::similarity::SimilarityEncoder;
 use crate::text_encoder::TextEncoder;
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use rcar_data::batch::TokenBatch;
 
 #[derive(Module, Debug)]
@@ -48,9 +49,7 @@ impl Rcar {
 
     /// A padded batch of token ids → word embeddings `[B, T, E]` on `device`.
     pub fn encode_tokens(&self, tokens: &TokenBatch, device: &Device) -> Tensor<3> {
-        let ids: Vec<i64> = tokens.ids.iter().map(|&id| i64::from(id)).collect();
-        let ids = Tensor::from_data(TensorData::new(ids, [tokens.len(), tokens.max_len]), device);
-        self.encode_captions(ids, &tokens.lengths)
+        self.encode_captions(token_ids(tokens, device), &tokens.lengths)
     }
 
     /// Similarity matrix `[n_img, n_cap]` of encoded images and captions, `chunk` pairs at a time.

@@ -139,6 +139,21 @@ pub struct Sgraf {
 }
 
 impl Sgraf {
+    /// E, the joint embedding width.
+    pub fn embed_size(&self) -> usize {
+        self.img_fc.weight.dims()[1]
+    }
+
+    /// S, the width of the alignment vectors.
+    pub fn sim_dim(&self) -> usize {
+        self.sim_enc.head.weight.dims()[0]
+    }
+
+    /// Words the embedding knows (SGRAF's `vocab_size`: no `<mask>`).
+    pub fn vocab_size(&self) -> usize {
+        self.txt_enc.embed.weight.dims()[0]
+    }
+
     /// Region features `[B, R, d]` → `[B, R, E]`, unit norm per region.
     pub fn encode_images(&self, images: Tensor<3>) -> Tensor<3> {
         l2norm(self.img_fc.forward(images))

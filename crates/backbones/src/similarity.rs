@@ -184,9 +184,15 @@ impl SimilarityEncoder {
         chunk: usize,
         dropout: Option<&'a PairDropout>,
     ) -> impl Iterator<Item = Block> + 'a {
-        block_ranges(cfg, images.dims()[0], captions.dims()[0], chunk, usize::MAX)
-            .into_iter()
-            .map(move |ranges| self.block(cfg, images, captions, lengths, ranges, dropout))
+        block_ranges(
+            cfg.direction,
+            images.dims()[0],
+            captions.dims()[0],
+            chunk,
+            usize::MAX,
+        )
+        .into_iter()
+        .map(move |ranges| self.block(cfg, images, captions, lengths, ranges, dropout))
     }
 
     /// The block of image range `img` × caption range `cap` (as [`block_ranges`] gives them).
@@ -225,13 +231,13 @@ impl SimilarityEncoder {
 /// The (image range, caption range) of each block of at most `chunk` pairs and `max_captions`
 /// captions tiling the `n_img` × `n_cap` grid: all query items with as many context items as fit.
 pub fn block_ranges(
-    cfg: &ModelConfig,
+    direction: Direction,
     n_img: usize,
     n_cap: usize,
     chunk: usize,
     max_captions: usize,
 ) -> Vec<(Range<usize>, Range<usize>)> {
-    let (n_groups, n_items, max_groups, max_items) = match cfg.direction {
+    let (n_groups, n_items, max_groups, max_items) = match direction {
         Direction::T2i => (n_img, n_cap, usize::MAX, max_captions),
         Direction::I2t => (n_cap, n_img, max_captions, usize::MAX),
     };
@@ -240,7 +246,7 @@ pub fn block_ranges(
     let ranges = |n: usize, step: usize| (0..n).step_by(step).map(move |s| s..(s + step).min(n));
     ranges(n_groups, groups_per)
         .flat_map(|groups| ranges(n_items, items_per).map(move |items| (groups.clone(), items)))
-        .map(|(groups, items)| match cfg.direction {
+        .map(|(groups, items)| match direction {
             Direction::T2i => (groups, items),
             Direction::I2t => (items, groups),
         })

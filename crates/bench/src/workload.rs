@@ -8,7 +8,7 @@ use crate::report::{BackendReport, Measurement};
 use crate::timing::{median_seconds, Repeats};
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::Rng;
-use rcar_backbones::{Direction, Mode, ModelConfig, Rcar};
+use rcar_backbones::{Direction, Matcher, Mode, ModelConfig, Rcar};
 use rcar_data::batch::{derive_rng, TokenBatch};
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::{default_workers, Silent};
@@ -138,14 +138,14 @@ pub fn run(
                 steps,
                 ..cfg.model.clone()
             };
-            let model = mc.init(device);
+            let model = Matcher::Rcar(mc.init(device));
             let caps = captions(cfg, nc, 2);
-            let encoded = Encoded {
-                images: model.encode_images(images(cfg, ni, device)),
-                captions: model.encode_tokens(&caps, device),
-                lengths: caps.lengths.clone(),
-                caption_ids: (0..nc).collect(),
-            };
+            let encoded = Encoded::new(
+                &model,
+                model.encode_images(images(cfg, ni, device)),
+                model.encode_tokens(&caps, device),
+                caps.lengths.clone(),
+            );
             let chunk = (ni * nc).div_ceil(workers);
             let timing = timed(device, r, || {
                 score(&model, &encoded, chunk, workers, None, &mut Silent);

@@ -4,8 +4,9 @@
 use crate::metrics::SimMatrix;
 use crate::progress::Progress;
 use burn::tensor::{Device, Tensor, TensorData};
+use rcar_backbones::matcher::Globals;
 use rcar_backbones::similarity::block_ranges;
-use rcar_backbones::{ModelConfig, Rcar};
+use rcar_backbones::{Direction, Matcher};
 use rcar_data::batch::{eval_captions, eval_images};
 use rcar_data::split::{Split, CAPTIONS_PER_IMAGE};
 use rcar_data::DataError;
@@ -26,6 +27,26 @@ pub struct Encoded {
     pub captions: Tensor<3>,
     pub lengths: Vec<usize>,
     pub caption_ids: Vec<usize>,
+    /// The rows' global vectors, for hosts that score with them (SGRAF).
+    pub globals: Option<Globals>,
+}
+
+impl Encoded {
+    /// Encodings in row order (`caption_ids` 0, 1, …), with the model's global vectors.
+    pub fn new(
+        model: &Matcher,
+        images: Tensor<3>,
+        captions: Tensor<3>,
+        lengths: Vec<usize>,
+    ) -> Self {
+        Self {
+            globals: model.globals(&images, &captions, &lengths),
+            caption_ids: (0..lengths.len()).collect(),
+            images,
+            captions,
+            lengths,
+        }
+    }
 }
 
 /// Captions per block in the pair grid: few enough that a block of length-sorted neighbours is
@@ -35,7 +56,7 @@ pub const CAPTIONS_PER_BLOCK: usize = 256;
 /// Encodes images `images` of `split` and their captions, `batch` at a time. The model must be in
 /// eval mode (`Module::valid`, or on a device without autodiff).
 pub fn encode(
-    model: &Rcar,
+    model: &Matcher,
     split: &Split,
     images: Range<usize>,
     batch: usize,
@@ -44,13 +65,15 @@ pub fn encode(
 ) -> Result<Encoded, DataError> {
     let (regions, dim) = (split.features.regions(), split.features.dim());
     progress.start("encode images", images.len() as u64);
-    let mut image_blocks = Vec::new();
+    let (mut image_blocks, mut image_globals) = (Vec::new(), Vec::new());
     for start in images.clone().step_by(batch) {
         let range = start..(start + batch).min(images.end);
         let n = range.len();
         let features = eval_images(split, range)?;
         let x = Tensor::from_data(TensorData::new(features, [n, regions, dim]), device);
-        image_blocks.push(model.encode_images(x));
+        let encoded = model.encode_images(x);
+        image_globals.extend(model.image_globals(encoded.clone()));
+        image_blocks.push(encoded);
         progress.advance(n as u64);
     }
     progress.finish();
@@ -62,12 +85,13 @@ pub fn encode(
     let rows: Vec<usize> = caption_ids.iter().map(|k| captions.start + k).collect();
     let lengths: Vec<usize> = rows.iter().map(|&i| split.tokens[i].len()).collect();
     let max_len = lengths.first().copied().unwrap_or(1);
-    let mut caption_blocks = Vec::new();
+    let (mut caption_blocks, mut caption_globals) = (Vec::new(), Vec::new());
     for batch_rows in rows.chunks(batch) {
         let tokens = eval_captions(split, batch_rows);
         let (b, t) = (tokens.len(), tokens.max_len);
         let words = model.encode_tokens(&tokens, device);
-        let e = model.config.embed_size;
+        caption_globals.extend(model.caption_globals(words.clone(), &tokens.lengths));
+        let e = model.embed_size();
         caption_blocks.push(if t < max_len {
             Tensor::cat(vec![words, Tensor::zeros([b, max_len - t, e], device)], 1)
         } else {
@@ -81,21 +105,24 @@ pub fn encode(
         captions: Tensor::cat(caption_blocks, 0),
         lengths,
         caption_ids,
+        globals: (!image_globals.is_empty()).then(|| Globals {
+            images: Tensor::cat(image_globals, 0),
+            captions: Tensor::cat(caption_globals, 0),
+        }),
     })
 }
 
 /// Pairs per chunk that keep the similarity pass within `budget` bytes: a generous count of the
 /// float32 intermediates one pair holds at a time (attention maps, attended and factor tensors,
 /// alignment vectors), for the query and context lengths of `encoded`.
-pub fn chunk_for_budget(cfg: &ModelConfig, encoded: &Encoded, budget: usize) -> usize {
+pub fn chunk_for_budget(model: &Matcher, encoded: &Encoded, budget: usize) -> usize {
     let [_, regions, _] = encoded.images.dims();
     let [_, words, _] = encoded.captions.dims();
-    let (q, c) = match cfg.direction {
-        rcar_backbones::Direction::T2i => (words, regions),
-        rcar_backbones::Direction::I2t => (regions, words),
+    let (q, c) = match model.direction() {
+        Direction::T2i => (words, regions),
+        Direction::I2t => (regions, words),
     };
-    let floats = 4 * q * c + 8 * q * cfg.embed_size + 6 * q * cfg.sim_dim + c * cfg.embed_size;
-    (budget / (4 * floats)).max(1)
+    (budget / (4 * model.floats_per_pair(q, c))).max(1)
 }
 
 /// The similarity matrix of encoded images and captions, `chunk` pairs at a time on `workers`
@@ -104,7 +131,7 @@ pub fn chunk_for_budget(cfg: &ModelConfig, encoded: &Encoded, budget: usize) -> 
 /// each thread has its own handle on the model and the encodings (clones share their storage).
 /// `dropout`: RAR's pair-keyed dropout, for a training step's scoring pass (`None` to evaluate).
 pub fn score(
-    model: &Rcar,
+    model: &Matcher,
     encoded: &Encoded,
     chunk: usize,
     workers: usize,
@@ -113,7 +140,7 @@ pub fn score(
 ) -> SimMatrix {
     let [n_img, _, _] = encoded.images.dims();
     let [n_cap, _, _] = encoded.captions.dims();
-    let ranges = block_ranges(&model.config, n_img, n_cap, chunk, CAPTIONS_PER_BLOCK);
+    let ranges = block_ranges(model.direction(), n_img, n_cap, chunk, CAPTIONS_PER_BLOCK);
     progress.start("score pairs", (n_img * n_cap) as u64);
     let mut data = vec![0f32; n_img * n_cap];
     let next = AtomicUsize::new(0);
@@ -124,11 +151,11 @@ pub fn score(
             let (ranges, next) = (&ranges, &next);
             scope.spawn(move || {
                 while let Some((img, cap)) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let block = model.sim_enc.block(
-                        &model.config,
+                    let block = model.block(
                         &encoded.images,
                         &encoded.captions,
                         &encoded.lengths,
+                        encoded.globals.as_ref(),
                         (img.clone(), cap.clone()),
                         dropout,
                     );

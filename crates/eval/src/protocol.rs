@@ -6,7 +6,7 @@ use crate::encode::{chunk_for_budget, encode, score};
 use crate::metrics::{Metrics, SimMatrix};
 use crate::progress::Progress;
 use burn::tensor::Device;
-use rcar_backbones::Rcar;
+use rcar_backbones::Matcher;
 use rcar_data::split::Split;
 use rcar_data::DataError;
 use serde::Serialize;
@@ -117,7 +117,7 @@ pub fn check_folds(images: usize, path: &std::path::Path) -> Result<(), DataErro
 /// The similarity matrices of `models` (averaged) on `split`: the full matrix, or, with `fold5`,
 /// one per fold (the off-diagonal blocks are never computed).
 pub fn similarity(
-    models: &[Rcar],
+    models: &[Matcher],
     split: &Split,
     opts: &EvalOptions,
     device: &Device,
@@ -143,7 +143,7 @@ pub fn similarity(
                     let encoded =
                         encode(model, split, range.clone(), opts.batch, device, progress)?;
                     let chunk = opts.chunk.unwrap_or_else(|| {
-                        chunk_for_budget(&model.config, &encoded, opts.mem_budget / workers)
+                        chunk_for_budget(model, &encoded, opts.mem_budget / workers)
                     });
                     Ok(score(model, &encoded, chunk, workers, None, progress))
                 })
@@ -155,7 +155,7 @@ pub fn similarity(
 
 /// Evaluates `models` (eval mode) on `split` under the protocol and reports.
 pub fn evaluate(
-    models: &[Rcar],
+    models: &[Matcher],
     names: &[String],
     split: &Split,
     opts: &EvalOptions,

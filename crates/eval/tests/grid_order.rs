@@ -73,15 +73,9 @@ fn sorted_blocked_threaded_scoring_gives_the_models_own_matrix() {
             batch: 6,
             ..EvalOptions::default()
         };
-        let sims = similarity(
-            std::slice::from_ref(&model),
-            &split,
-            &opts,
-            &device,
-            &mut Silent,
-        )
-        .unwrap()
-        .remove(0);
+        let sims = similarity(&[model.into()], &split, &opts, &device, &mut Silent)
+            .unwrap()
+            .remove(0);
         let worst = max_abs_diff(&sims.data, &expected);
         assert!(worst <= 1e-5, "{direction:?}: max |diff| {worst}");
     }

@@ -34,10 +34,10 @@ fn model(split: &Split, device: &Device) -> Rcar {
         .init(device)
 }
 
-fn eval_error(models: &[Rcar], split: &Split, device: &Device) -> String {
+fn eval_error(model: Rcar, split: &Split, device: &Device) -> String {
     let names = vec!["runs/x".to_string()];
     evaluate(
-        models,
+        &[model.into()],
         &names,
         split,
         &EvalOptions::default(),
@@ -57,7 +57,7 @@ fn a_nan_region_is_refused_naming_the_features_file_and_row() {
     let m = model(&clean, &device);
     let names = vec!["runs/x".to_string()];
     assert!(evaluate(
-        std::slice::from_ref(&m),
+        &[m.clone().into()],
         &names,
         &clean,
         &EvalOptions::default(),
@@ -67,7 +67,7 @@ fn a_nan_region_is_refused_naming_the_features_file_and_row() {
     .is_ok());
     // Image 1's second region.
     let split = open_split(dir.path(), Some(ROW + 5));
-    let err = eval_error(&[m], &split, &device);
+    let err = eval_error(m, &split, &device);
     assert!(
         err.contains("test_ims.npy") && err.contains(&format!("row 1 (1 of {ROW})")),
         "{err}"
@@ -82,7 +82,7 @@ fn weights_that_give_nan_scores_are_refused_naming_the_checkpoint() {
     let mut m = model(&split, &device);
     let dims = m.img_enc.fc.weight.val().dims();
     m.img_enc.fc.weight = Param::from_tensor(Tensor::full(dims, f32::NAN, &device));
-    let err = eval_error(&[m], &split, &device);
+    let err = eval_error(m, &split, &device);
     assert!(
         err.starts_with("runs/x: ")
             && err.contains("45 scores not finite")

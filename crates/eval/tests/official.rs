@@ -1,10 +1,12 @@
-//! End to end on the parity fixtures: an official-format checkpoint, encoded and scored by the
-//! evaluation path, gives the reference similarity matrix (≤ 1e-5) whatever the chunk size, and
-//! the same matrix bit for bit on several threads; a model is refused against a vocabulary of
-//! another size.
+//! End to end on the parity fixtures: an official-format checkpoint (RCAR's, or SGRAF's SAF and
+//! SGR), loaded as `eval` loads it, encoded and scored by the evaluation path, gives the reference
+//! similarity matrix (≤ 1e-5) whatever the chunk size, and the same matrix bit for bit on several
+//! threads; a model is refused against a vocabulary of another size.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
+use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::checkpoint::official::load_official;
+use rcar_data::batch::TokenBatch;
 use rcar_data::npy::read_f32;
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::Silent;
@@ -14,33 +16,36 @@ mod common;
 use common::max_abs_diff;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../backbones/tests/fixtures/parity")
-        .join(name)
+    fixtures().join("parity").join(name)
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../backbones/tests/fixtures")
 }
 
 #[test]
 fn evaluation_reproduces_the_reference_matrix() {
     let device = Device::flex();
-    for name in ["t2i_rcar2", "i2t_rcar2", "t2i_base", "i2t_rar2"] {
-        let dir = fixture(name);
-        let (model, _) = load_official(&dir.join("checkpoint.pth"), &device).unwrap();
+    let rcar = ["t2i_rcar2", "i2t_rcar2", "t2i_base", "i2t_rar2"]
+        .map(|name| (format!("parity/{name}"), "checkpoint.pth"));
+    let sgraf = ["saf", "sgr"].map(|name| (format!("sgraf/{name}"), "model_best.pth.tar"));
+    for (name, file) in rcar.into_iter().chain(sgraf) {
+        let dir = fixtures().join(&name);
+        let model = load_any(&dir.join(file), &device).unwrap();
         let inputs: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("inputs.json")).unwrap())
                 .unwrap();
-        let rows: Vec<Vec<i64>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
+        let rows: Vec<Vec<u32>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
         let lengths: Vec<usize> = serde_json::from_value(inputs["lengths"].clone()).unwrap();
         let (shape, data) = read_f32(&dir.join("images.npy")).unwrap();
-        let ids: Tensor<2, Int> = Tensor::from_data(
-            TensorData::new(rows.concat(), [rows.len(), rows[0].len()]),
-            &device,
-        );
-        let encoded = Encoded {
-            images: model.encode_images(Tensor::from_data(TensorData::new(data, shape), &device)),
-            captions: model.encode_captions(ids, &lengths),
-            caption_ids: (0..lengths.len()).collect(),
-            lengths,
+        let tokens = TokenBatch {
+            max_len: rows[0].len(),
+            ids: rows.concat(),
+            lengths: lengths.clone(),
         };
+        let images = model.encode_images(Tensor::from_data(TensorData::new(data, shape), &device));
+        let captions = model.encode_tokens(&tokens, &device);
+        let encoded = Encoded::new(&model, images, captions, lengths);
         let (_, reference) = read_f32(&dir.join("sims.npy")).unwrap();
         for chunk in [1, 5, 1000] {
             let sims = score(&model, &encoded, chunk, 1, None, &mut Silent);
@@ -70,4 +75,24 @@ fn a_vocabulary_of_another_size_is_refused() {
         "{err}"
     );
     assert!(model.config.check_vocab(30, vocab, "x").is_ok());
+}
+
+/// SGRAF's vocabulary has no `<mask>`: its `vocab_size` is one less than the loaded vocabulary.
+#[test]
+fn an_sgraf_model_counts_its_vocabulary_without_mask() {
+    let path = fixtures().join("sgraf/saf/model_best.pth.tar");
+    let model = load_any(&path, &Device::flex()).unwrap();
+    assert_eq!(model.describe(), "SGRAF SAF");
+    let vocab = Path::new("data/f30k_precomp_vocab.json");
+    assert!(model.check_vocab(31, vocab, "SAF").is_ok());
+    let err = model
+        .check_vocab(8482, vocab, "SAF")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("f30k_precomp_vocab.json")
+            && err.contains("8481 words (SGRAF has no <mask>)")
+            && err.contains("vocab_size 30"),
+        "{err}"
+    );
 }

@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 use rcar_backbones::pairs::group_pairs;
-use rcar_backbones::{Direction, Rcar};
+use rcar_backbones::{Direction, Matcher, Rcar};
 use rcar_data::batch::TokenBatch;
 use rcar_eval::encode::{chunk_for_budget, score, Encoded};
 use rcar_eval::{default_workers, Silent};
@@ -145,15 +145,15 @@ fn sparse_gradients(
     let device = img.device();
     let b = lengths.len();
     // Every pair, without a graph.
-    let plain = model.valid();
-    let encoded = Encoded {
-        images: img.clone().inner(),
-        captions: cap.clone().inner(),
-        lengths: lengths.to_vec(),
-        caption_ids: (0..b).collect(),
-    };
+    let plain = Matcher::Rcar(model.valid());
+    let encoded = Encoded::new(
+        &plain,
+        img.clone().inner(),
+        cap.clone().inner(),
+        lengths.to_vec(),
+    );
     let workers = default_workers(&device.clone().without_autodiff());
-    let chunk = chunk_for_budget(&model.config, &encoded, SCORING_BUDGET / workers)
+    let chunk = chunk_for_budget(&plain, &encoded, SCORING_BUDGET / workers)
         .min((b * b).div_ceil(workers))
         .max(1);
     let sims = score(

@@ -13,7 +13,7 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
 use rcar_backbones::checkpoint::native::save_model;
-use rcar_backbones::Rcar;
+use rcar_backbones::{Matcher, Rcar};
 use rcar_data::atomic::write_atomic;
 use rcar_data::batch::{batches_per_epoch, derive_rng, train_epoch, Batch, LoaderConfig};
 use rcar_data::split::Split;
@@ -297,7 +297,7 @@ impl Trainer {
         started: Instant,
     ) -> Result<(), TrainError> {
         let epoch = self.state.epoch;
-        let eval_model = self.model().valid();
+        let eval_model = Matcher::Rcar(self.model().valid());
         let opts = EvalOptions {
             mem_budget: self.cfg.eval_mem_budget,
             ..EvalOptions::default()
@@ -317,7 +317,7 @@ impl Trainer {
         if improved {
             self.state.best_rsum = dev.rsum;
             self.state.best_epoch = Some(epoch);
-            save_model(&eval_model, &self.run.best())?;
+            save_model(&self.model().valid(), &self.run.best())?;
             write_json(
                 &self.run.best().join("metrics.json"),
                 &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),

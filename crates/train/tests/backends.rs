@@ -10,6 +10,7 @@ mod common;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::{fixture, inputs, max_abs_diff, reference_step};
 use rcar_backbones::checkpoint::official::load_official;
+use rcar_backbones::Matcher;
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::progress::Silent;
 use rcar_train::LossMode;
@@ -79,11 +80,9 @@ fn eval_matrix(name: &str, device: &Device) -> Vec<f32> {
         TensorData::new(rows.concat(), [rows.len(), rows[0].len()]),
         device,
     );
-    let encoded = Encoded {
-        images: model.encode_images(Tensor::from_data(TensorData::new(data, shape), device)),
-        captions: model.encode_captions(ids, &lengths),
-        caption_ids: (0..lengths.len()).collect(),
-        lengths,
-    };
+    let images = model.encode_images(Tensor::from_data(TensorData::new(data, shape), device));
+    let captions = model.encode_captions(ids, &lengths);
+    let model = Matcher::Rcar(model);
+    let encoded = Encoded::new(&model, images, captions, lengths);
     score(&model, &encoded, 4, 1, None, &mut Silent).data
 }

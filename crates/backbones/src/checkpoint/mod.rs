@@ -6,14 +6,14 @@ pub mod pickle;
 pub mod pth;
 pub mod sgraf;
 
-use crate::model::Rcar;
+use crate::Matcher;
 use burn::tensor::Device;
 use rcar_data::DataError;
 use std::path::Path;
 
 /// Loads a model from any checkpoint a user may hold: a directory of this project (a checkpoint or
-/// a run, whose best checkpoint is taken) or an official `.pth` file.
-pub fn load_any(path: &Path, device: &Device) -> Result<Rcar, DataError> {
+/// a run, whose best checkpoint is taken) or an official `.pth` file of RCAR or SGRAF.
+pub fn load_any(path: &Path, device: &Device) -> Result<Matcher, DataError> {
     if path.is_dir() {
         let best = path.join("best");
         let dir = if native::is_native(path) { path } else { &best };
@@ -27,7 +27,12 @@ pub fn load_any(path: &Path, device: &Device) -> Result<Rcar, DataError> {
                 ),
             ));
         }
-        return native::load_model(dir, device);
+        return native::load_model(dir, device).map(Matcher::Rcar);
     }
-    official::load_official(path, device).map(|(model, _)| model)
+    let ckpt = pth::read_pth(path)?;
+    Ok(if sgraf::is_sgraf(&ckpt) {
+        sgraf::sgraf_from(path, &ckpt, device)?.0.into()
+    } else {
+        official::official_from(path, &ckpt, device)?.0.into()
+    })
 }

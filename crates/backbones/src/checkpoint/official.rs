@@ -31,7 +31,15 @@ pub struct OfficialInfo {
 
 /// Reads an official `.pth` and builds the model it describes on `device`.
 pub fn load_official(path: &Path, device: &Device) -> Result<(Rcar, OfficialInfo), DataError> {
-    let ckpt = read_pth(path)?;
+    official_from(path, &read_pth(path)?, device)
+}
+
+/// Builds the model of an official checkpoint already read from `path`.
+pub fn official_from(
+    path: &Path,
+    ckpt: &TorchCheckpoint,
+    device: &Device,
+) -> Result<(Rcar, OfficialInfo), DataError> {
     let config = config_from_opt(path, &ckpt.opt)?;
     let mut weights = Weights::new(path, &ckpt.tensors, "module.", device);
     let model = build(&config, &mut weights)?;
@@ -41,7 +49,7 @@ pub fn load_official(path: &Path, device: &Device) -> Result<(Rcar, OfficialInfo
     };
     let model_kind = format!("a {:?} model with {} steps", config.mode, config.steps);
     weights.check_all_used(ignorable, &model_kind)?;
-    Ok((model, OfficialInfo::of(&ckpt)))
+    Ok((model, OfficialInfo::of(ckpt)))
 }
 
 impl OfficialInfo {

@@ -4,7 +4,7 @@
 //! VisualSA's BatchNorm; every tensor is checked for shape and none may be left unused.
 
 use super::official::{opt_count, OfficialInfo, Weights};
-use super::pth::{read_pth, OptValue};
+use super::pth::{read_pth, OptValue, TorchCheckpoint};
 use crate::alignment::AlignmentVector;
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
@@ -21,7 +21,20 @@ const DROPOUT: f64 = 0.4;
 
 /// Reads an SGRAF checkpoint (either torch format) and builds its model on `device`.
 pub fn load_sgraf(path: &Path, device: &Device) -> Result<(Sgraf, OfficialInfo), DataError> {
-    let ckpt = read_pth(path)?;
+    sgraf_from(path, &read_pth(path)?, device)
+}
+
+/// Whether a checkpoint's `opt` names an SGRAF host (`module_name`), not an RCAR model.
+pub fn is_sgraf(ckpt: &TorchCheckpoint) -> bool {
+    ckpt.opt.contains_key("module_name")
+}
+
+/// Builds SGRAF's model from a checkpoint already read from `path`.
+pub fn sgraf_from(
+    path: &Path,
+    ckpt: &TorchCheckpoint,
+    device: &Device,
+) -> Result<(Sgraf, OfficialInfo), DataError> {
     let bad = |msg: String| DataError::invalid(path, msg);
     let int = |k: &str| opt_count(path, &ckpt.opt, k);
     let flag = |k: &str| matches!(ckpt.opt.get(k), Some(OptValue::Bool(true)));
@@ -117,5 +130,5 @@ pub fn load_sgraf(path: &Path, device: &Device) -> Result<(Sgraf, OfficialInfo),
         sim_enc,
         host,
     };
-    Ok((model, OfficialInfo::of(&ckpt)))
+    Ok((model, OfficialInfo::of(ckpt)))
 }

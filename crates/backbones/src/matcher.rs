@@ -1,0 +1,217 @@
+//! One model type for whatever host scores the pairs: the loader returns it, the evaluator and the
+//! bench score with it. A host is an RCAR model over the SCAN-style backbone ([`Rcar`]) or one of
+//! SGRAF's hosts ([`Sgraf`], SAF or SGR).
+
+use crate::config::{Direction, Mode};
+use crate::pairs::grid_pairs;
+use crate::sgraf::{Host, Sgraf};
+use crate::similarity::Block;
+use crate::Rcar;
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rcar_data::batch::TokenBatch;
+use rcar_data::DataError;
+use rcar_regulators::PairDropout;
+use std::ops::Range;
+use std::path::Path;
+
+// A process holds one model per checkpoint: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Matcher {
+    Rcar(Rcar),
+    Sgraf(Sgraf),
+}
+
+/// Per-item global vectors that an SGRAF host needs beside the encodings (`[images, E]`,
+/// `[captions, E]`, rows as the encodings'): computed once per encoding, not once per block.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub images: Tensor<2>,
+    pub captions: Tensor<2>,
+}
+
+impl From<Rcar> for Matcher {
+    fn from(model: Rcar) -> Self {
+        Self::Rcar(model)
+    }
+}
+
+impl From<Sgraf> for Matcher {
+    fn from(model: Sgraf) -> Self {
+        Self::Sgraf(model)
+    }
+}
+
+/// Padded token ids `[B, T]` of a batch of captions, as the text encoders take them.
+pub fn token_ids(tokens: &TokenBatch, device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i64> = tokens.ids.iter().map(|&id| i64::from(id)).collect();
+    Tensor::from_data(TensorData::new(ids, [tokens.len(), tokens.max_len]), device)
+}
+
+impl Matcher {
+    /// What the model is, for reports: `SCAN t2i coop_rcar 2`, `SGRAF SAF`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Rcar(m) => {
+                let c = &m.config;
+                let direction = match c.direction {
+                    Direction::T2i => "t2i",
+                    Direction::I2t => "i2t",
+                };
+                let mode = match c.mode {
+                    Mode::OnlyRcr => "only_rcr",
+                    Mode::OnlyRar => "only_rar",
+                    Mode::CoopRcar => "coop_rcar",
+                };
+                format!("SCAN {direction} {mode} {}", c.steps)
+            }
+            Self::Sgraf(m) => match m.host {
+                Host::Saf => "SGRAF SAF".into(),
+                Host::Sgr => "SGRAF SGR".into(),
+            },
+        }
+    }
+
+    /// Which modality queries the other (SGRAF's hosts are t2i).
+    pub fn direction(&self) -> Direction {
+        match self {
+            Self::Rcar(m) => m.config.direction,
+            Self::Sgraf(_) => Direction::T2i,
+        }
+    }
+
+    pub fn embed_size(&self) -> usize {
+        match self {
+            Self::Rcar(m) => m.config.embed_size,
+            Self::Sgraf(m) => m.embed_size(),
+        }
+    }
+
+    /// Refuses a vocabulary file whose size is not the model's. RCAR's vocabulary counts the
+    /// `<mask>` that loading appends; SGRAF's has none, so its size is one less than `vocab_len`.
+    pub fn check_vocab(
+        &self,
+        vocab_len: usize,
+        vocab_path: &Path,
+        source: &str,
+    ) -> Result<(), DataError> {
+        match self {
+            Self::Rcar(m) => m.config.check_vocab(vocab_len, vocab_path, source),
+            Self::Sgraf(m) if m.vocab_size() + 1 == vocab_len => Ok(()),
+            Self::Sgraf(m) => Err(DataError::invalid(
+                vocab_path,
+                format!(
+                    "{} words (SGRAF has no <mask>), but {source} has vocab_size {}",
+                    vocab_len - 1,
+                    m.vocab_size()
+                ),
+            )),
+        }
+    }
+
+    /// Region features `[B, R, d]` → region embeddings `[B, R, E]`.
+    pub fn encode_images(&self, images: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Rcar(m) => m.encode_images(images),
+            Self::Sgraf(m) => m.encode_images(images),
+        }
+    }
+
+    /// A padded batch of captions → word embeddings `[B, T, E]`, zero beyond each length.
+    pub fn encode_tokens(&self, tokens: &TokenBatch, device: &Device) -> Tensor<3> {
+        let ids = token_ids(tokens, device);
+        match self {
+            Self::Rcar(m) => m.encode_captions(ids, &tokens.lengths),
+            Self::Sgraf(m) => m.encode_captions(ids, &tokens.lengths),
+        }
+    }
+
+    /// Global vectors of encoded images `[B, R, E]` → `[B, E]`, for hosts that use them.
+    pub fn image_globals(&self, images: Tensor<3>) -> Option<Tensor<2>> {
+        match self {
+            Self::Rcar(_) => None,
+            Self::Sgraf(m) => Some(m.sim_enc.image_globals(images)),
+        }
+    }
+
+    /// Global vectors of encoded captions `[B, T, E]` → `[B, E]`, for hosts that use them.
+    pub fn caption_globals(&self, captions: Tensor<3>, lengths: &[usize]) -> Option<Tensor<2>> {
+        match self {
+            Self::Rcar(_) => None,
+            Self::Sgraf(m) => Some(m.sim_enc.caption_globals(captions, lengths)),
+        }
+    }
+
+    /// Both global vectors of whole encodings (`None` for hosts without them).
+    pub fn globals(
+        &self,
+        images: &Tensor<3>,
+        captions: &Tensor<3>,
+        lengths: &[usize],
+    ) -> Option<Globals> {
+        Some(Globals {
+            images: self.image_globals(images.clone())?,
+            captions: self.caption_globals(captions.clone(), lengths)?,
+        })
+    }
+
+    /// A generous count of the float32 intermediates one pair holds at a time, for `q` query and
+    /// `c` context tokens: what sizes the blocks of the pair grid to a memory budget.
+    pub fn floats_per_pair(&self, q: usize, c: usize) -> usize {
+        match self {
+            Self::Rcar(m) => {
+                let (e, s) = (m.config.embed_size, m.config.sim_dim);
+                4 * q * c + 8 * q * e + 6 * q * s + c * e
+            }
+            Self::Sgraf(m) => {
+                let (e, s) = (m.embed_size(), m.sim_dim());
+                // SGR's node graph is (q + 1)² per step; SAF's nodes are q + 1 vectors.
+                4 * q * c + 6 * q * e + 8 * (q + 1) * s + 4 * (q + 1) * (q + 1) + c * e
+            }
+        }
+    }
+
+    /// Scores of images `img` × captions `cap` of the encodings, rows images. `globals`: the
+    /// encodings' global vectors, for SGRAF. `dropout`: RAR's pair-keyed dropout of a training
+    /// step's scoring pass (RCAR only; `None` to evaluate).
+    pub fn block(
+        &self,
+        images: &Tensor<3>,
+        captions: &Tensor<3>,
+        lengths: &[usize],
+        globals: Option<&Globals>,
+        (img, cap): (Range<usize>, Range<usize>),
+        dropout: Option<&PairDropout>,
+    ) -> Block {
+        match self {
+            Self::Rcar(m) => {
+                m.sim_enc
+                    .block(&m.config, images, captions, lengths, (img, cap), dropout)
+            }
+            Self::Sgraf(m) => {
+                let globals = globals.expect("SGRAF scores with the encodings' global vectors");
+                let pairs = grid_pairs(
+                    Direction::T2i,
+                    images,
+                    captions,
+                    lengths,
+                    img.clone(),
+                    cap.clone(),
+                );
+                let e = m.embed_size();
+                let image_globals = globals.images.clone().slice([img.clone(), 0..e]);
+                let caption_globals = globals.captions.clone().slice([cap.clone(), 0..e]);
+                let scores = m
+                    .sim_enc
+                    .forward(&pairs, image_globals, caption_globals, None)
+                    .reshape([img.len(), cap.len()]);
+                Block {
+                    images: img,
+                    captions: cap,
+                    scores,
+                }
+            }
+        }
+    }
+}
