@@ -10,7 +10,10 @@ For each host (SAF, SGR) it writes, under `tests/fixtures/sgraf/<host>/`:
   released ones; BatchNorm running statistics perturbed so that eval mode reads them;
 - `inputs.json` (word ids, lengths) and `images.npy`;
 - eval-mode intermediates: image and word embeddings, global vectors, global and local alignments,
-  SAF's node weights or each SGR step's nodes, and the score matrix (images × captions).
+  SAF's node weights or each SGR step's nodes, and the score matrix (images × captions);
+- `train_step.json`: one training-mode step (dropout 0, BatchNorm on batch statistics, SAF's once
+  per caption call) of the three images with the first three captions, in both loss modes: scores,
+  hinge loss, global gradient norm, and every BatchNorm's running statistics after the first step.
 """
 import argparse
 import json
@@ -161,7 +164,8 @@ class SimilarityEncoder(nn.Module):
                     step[f"nodes{k + 1}"] = nodes
                 sim_vec = nodes[:, 0, :]
             else:
-                step["saf_weights"] = self.SAF_module.weights(nodes).squeeze(1)
+                if not self.training:  # a second BatchNorm call would move its running statistics
+                    step["saf_weights"] = self.SAF_module.weights(nodes).squeeze(1)
                 sim_vec = self.SAF_module(nodes)
             trace.setdefault("captions", []).append(step)
             columns.append(torch.sigmoid(self.sim_eval_w(sim_vec)))
@@ -186,6 +190,51 @@ def padded(tensors, length):
         pad = [0, 0] * (t.dim() - 2) + [0, length - t.shape[1]]
         out.append(F.pad(t, pad))
     return torch.stack(out)
+
+
+def hinge(scores, hardest, margin=0.2):
+    """SGRAF's ContrastiveLoss (VSE++), summed; `hardest`: max_violation."""
+    diagonal = scores.diag().view(-1, 1)
+    eye = torch.eye(scores.size(0), dtype=torch.bool)
+    cost_s = (margin + scores - diagonal).clamp(min=0).masked_fill(eye, 0)
+    cost_im = (margin + scores - diagonal.t()).clamp(min=0).masked_fill(eye, 0)
+    if hardest:
+        cost_s, cost_im = cost_s.max(1)[0], cost_im.max(0)[0]
+    return cost_s.sum() + cost_im.sum()
+
+
+def train_step(modules, images, ids, lengths):
+    """One training-mode step per loss mode, without dropout, on copies of `modules`."""
+    img_enc, txt_enc = ImageEncoder(), TextEncoder()
+    sim_enc = SimilarityEncoder(modules[2].module_name)
+    copies = (img_enc, txt_enc, sim_enc)
+    for copy, module in zip(copies, modules):
+        copy.load_state_dict(module.state_dict())
+        copy.train()
+        for m in copy.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    n = images.shape[0]
+    stats = {}
+    for hardest in (False, True):
+        for m in copies:
+            m.zero_grad()
+        scores = sim_enc(img_enc(images), txt_enc(ids[:n], lengths[:n]), lengths[:n], {})
+        loss = hinge(scores, hardest)
+        loss.backward()
+        grads = [p.grad.flatten() for m in copies for p in m.parameters() if p.grad is not None]
+        key = "max" if hardest else "sum"
+        stats[f"loss_{key}"] = loss.item()
+        stats[f"grad_norm_{key}"] = torch.cat(grads).norm().item()
+        stats[f"scores_{key}"] = scores.detach().tolist()
+        if not hardest:
+            # PyTorch moves running_var towards the unbiased batch variance; SAF's BatchNorm moved
+            # once per caption.
+            for name, bn in sim_enc.named_modules():
+                if isinstance(bn, nn.BatchNorm1d):
+                    stats[f"{name}.running_mean"] = bn.running_mean.tolist()
+                    stats[f"{name}.running_var"] = bn.running_var.tolist()
+    return stats
 
 
 def save(path, t):
@@ -244,6 +293,9 @@ def make(module_name, seed):
     else:
         save(out / "saf_weights.npy", padded([s["saf_weights"] for s in steps], t_max + 1))
     save(out / "sims.npy", sims)
+    stats = train_step((img_enc, txt_enc, sim_enc), images, ids, lengths)
+    (out / "train_step.json").write_text(json.dumps(stats, indent=1) + "\n")
+    print(module_name, "loss", stats["loss_sum"], stats["loss_max"], "grad", stats["grad_norm_sum"])
 
 
 if __name__ == "__main__":

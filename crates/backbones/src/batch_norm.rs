@@ -71,12 +71,58 @@ impl BatchNorm {
         batch.output
     }
 
+    /// One channel over `[A, n, K]` whose n groups (axis 1) PyTorch would have normalised in n
+    /// separate calls, as SGRAF calls SAF's BatchNorm once per caption. On a training device each
+    /// group is normalised with the statistics of its own valid values (`valid`: 1 or 0), and the
+    /// running statistics move once per group, in group order; otherwise the running statistics
+    /// normalise every value.
+    pub fn forward_groups(&self, input: Tensor<3>, valid: Tensor<3>) -> Tensor<3> {
+        let device = input.device();
+        let [a, n, k] = input.dims();
+        debug_assert_eq!(valid.dims(), [a, n, k]);
+        if !device.is_autodiff() {
+            return self
+                .forward(input.reshape([a * n * k, 1]))
+                .reshape([a, n, k]);
+        }
+        let per_group = |t: Tensor<3>| t.sum_dim(2).sum_dim(0);
+        let count = per_group(valid.clone());
+        let mean = per_group(input.clone() * valid.clone()) / count.clone();
+        let centred = input - mean.clone();
+        let variance = per_group(centred.clone().powi_scalar(2) * valid) / count.clone();
+        let scale =
+            self.gamma.val().reshape([1, 1, 1]) / variance.clone().add_scalar(EPSILON).sqrt();
+        let output = centred * scale + self.beta.val().reshape([1, 1, 1]);
+        let (count, mean, variance) = (floats(count), floats(mean), floats(variance));
+        let mut running_mean = floats(self.running_mean.value_sync())[0];
+        let mut running_var = floats(self.running_var.value_sync())[0];
+        let m = MOMENTUM as f32;
+        for ((count, mean), variance) in count.iter().zip(&mean).zip(&variance) {
+            let unbiased = count / (count - 1.0).max(1.0);
+            running_mean = (1.0 - m) * running_mean + m * mean;
+            running_var = (1.0 - m) * running_var + m * variance * unbiased;
+        }
+        self.running_mean
+            .update(Tensor::from_floats([running_mean], &device));
+        self.running_var
+            .update(Tensor::from_floats([running_var], &device));
+        output
+    }
+
     /// Over `[B, C, L]` with the channels on axis 1, as PyTorch's `BatchNorm1d` reads a 3-D input:
-    /// each channel's statistics over all B·L values (SGRAF's BatchNorm over region slots, and
-    /// SAF's single-channel one over node scores).
+    /// each channel's statistics over all B·L values (SGRAF's BatchNorm over region slots).
     pub fn forward_channels_first(&self, input: Tensor<3>) -> Tensor<3> {
         let [b, c, l] = input.dims();
         let rows = input.swap_dims(1, 2).reshape([b * l, c]);
         self.forward(rows).reshape([b, l, c]).swap_dims(1, 2)
     }
+}
+
+/// A tensor's values, detached, on the host.
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.detach()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float statistics")
 }

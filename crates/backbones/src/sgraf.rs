@@ -106,9 +106,9 @@ impl SgrafSimilarity {
         let aggregated = match &self.saf {
             Some(saf) => {
                 if let Some(t) = trace.as_deref_mut() {
-                    t.saf_weights = Some(saf.weights(nodes.clone(), &valid));
+                    t.saf_weights = Some(saf.weights(nodes.clone(), &valid, n));
                 }
-                saf.forward(nodes, &valid)
+                saf.forward(nodes, &valid, n)
             }
             None => {
                 let mut nodes = nodes;
