@@ -55,11 +55,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         Trainer::new(cfg.clone(), &args.out, &device.clone().autodiff())?
     };
     println!(
-        "training {}: {:?} {:?} steps {}, E {}, {} epochs of batch {}",
+        "training {}: {}, E {}, {} epochs of batch {}",
         cfg.name,
-        cfg.model.direction,
-        cfg.model.mode,
-        cfg.model.steps,
+        trainer.model().describe(),
         cfg.model.embed_size,
         cfg.epochs,
         cfg.batch_size
@@ -80,14 +78,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         &mut Bars::new(),
     )?;
     let untrained = initial_model(&cfg, &device);
-    let (baseline, _) = evaluate(
-        &[untrained.into()],
-        &[],
-        &test,
-        &opts,
-        &device,
-        &mut Bars::new(),
-    )?;
+    let (baseline, _) = evaluate(&[untrained], &[], &test, &opts, &device, &mut Bars::new())?;
     println!();
     println!("trained ({}):", args.out.display());
     print_report(&report);

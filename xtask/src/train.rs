@@ -76,12 +76,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --config FILE or --resume RUN_DIR"),
     };
     println!(
-        "run {} — {} {:?} {:?} steps {}, E {}, batch {}, {} epochs, from epoch {} step {}",
+        "run {} — {} {}, E {}, batch {}, {} epochs, from epoch {} step {}",
         trainer.run.root.display(),
         trainer.cfg.name,
-        trainer.cfg.model.direction,
-        trainer.cfg.model.mode,
-        trainer.cfg.model.steps,
+        trainer.model().describe(),
         trainer.cfg.model.embed_size,
         trainer.cfg.batch_size,
         trainer.cfg.epochs,

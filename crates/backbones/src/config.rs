@@ -1,4 +1,4 @@
-//! The model configuration: dimensions, attention direction, regulator mode and step count.
+//! The model configuration: host, dimensions, attention direction, regulator mode and step count.
 
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,18 @@ pub enum Direction {
     T2i,
     /// Regions attend over words (`--attn_type i2t`).
     I2t,
+}
+
+/// The backbone whose cross attention and aggregation score a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Host {
+    /// RCAR's released SCAN-style host (`SCANpp`), t2i or i2t.
+    Scan,
+    /// SGRAF's similarity attention filtration (t2i).
+    Saf,
+    /// SGRAF's similarity graph reasoning (t2i).
+    Sgr,
 }
 
 /// How the regulators are combined (`--self_regulator`).
@@ -27,7 +39,8 @@ pub enum Mode {
 
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelConfig {
-    /// Vocabulary size, `<mask>` included.
+    /// Vocabulary size: `<mask>` included for the SCAN host (RCAR's vocabulary), not for SAF and
+    /// SGR (SGRAF's has none).
     pub vocab_size: usize,
     pub direction: Direction,
     pub mode: Mode,
@@ -47,9 +60,41 @@ pub struct ModelConfig {
     /// Initial softmax temperature λ₀ for i2t.
     #[config(default = 3.0)]
     pub i2t_smooth: f64,
-    /// Dropout on word embeddings and inside RAR.
+    /// Dropout on word embeddings and inside RAR (and SGRAF's VisualSA and TextSA).
     #[config(default = 0.4)]
     pub dropout: f64,
+    #[config(default = "Host::Scan")]
+    pub host: Host,
+    /// Region slots per image: SAF's and SGR's VisualSA holds a BatchNorm over them.
+    #[config(default = 36)]
+    pub regions: usize,
+    /// SGR's graph-reasoning steps (`sgr_step`).
+    #[config(default = 3)]
+    pub sgr_step: usize,
+}
+
+/// Fields added after the first checkpoints and experiment files were written: read with their
+/// defaults where absent (Burn's `Config` derive gives serde no defaults).
+const LATER_FIELDS: [&str; 3] = ["host", "regions", "sgr_step"];
+
+/// Reads a model configuration, taking the defaults of [`LATER_FIELDS`] where they are absent, so
+/// that configurations saved before them still load (`#[serde(deserialize_with = …)]`).
+pub fn deserialize_config<'de, D>(deserializer: D) -> Result<ModelConfig, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let mut value = serde_json::Value::deserialize(deserializer)?;
+    if let Some(fields) = value.as_object_mut() {
+        let defaults = serde_json::to_value(ModelConfig::new(0, Direction::T2i, Mode::OnlyRcr, 0))
+            .map_err(D::Error::custom)?;
+        for key in LATER_FIELDS {
+            if !fields.contains_key(key) {
+                fields.insert(key.into(), defaults[key].clone());
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
 }
 
 impl ModelConfig {
@@ -72,23 +117,71 @@ impl ModelConfig {
     }
 
     /// Refuses a vocabulary file of another size than the model's: its word ids would mean other
-    /// words. `source` names where the configuration came from (a checkpoint, an experiment).
+    /// words. `vocab_len` counts the `<mask>` that loading appends, which SGRAF's hosts lack.
+    /// `source` names where the configuration came from (a checkpoint, an experiment).
     pub fn check_vocab(
         &self,
         vocab_len: usize,
         vocab_path: &std::path::Path,
         source: &str,
     ) -> Result<(), rcar_data::DataError> {
-        if self.vocab_size == vocab_len {
+        let (words, counted) = match self.host {
+            Host::Scan => (vocab_len, "<mask> included"),
+            Host::Saf | Host::Sgr => (vocab_len - 1, "SGRAF has no <mask>"),
+        };
+        if self.vocab_size == words {
             return Ok(());
         }
         Err(rcar_data::DataError::invalid(
             vocab_path,
             format!(
-                "{vocab_len} words (<mask> included), but {source} has vocab_size {}",
+                "{words} words ({counted}), but {source} has vocab_size {}",
                 self.vocab_size
             ),
         ))
+    }
+
+    /// Refuses region features the model cannot read: another feature width, or (SAF and SGR,
+    /// whose VisualSA normalises each region slot) another number of regions. `path`: the
+    /// features file.
+    pub fn check_features(
+        &self,
+        regions: usize,
+        dim: usize,
+        path: &std::path::Path,
+    ) -> Result<(), rcar_data::DataError> {
+        let problem = if dim != self.img_dim {
+            format!(
+                "regions of {dim} features, but the model reads img_dim {}",
+                self.img_dim
+            )
+        } else if self.host != Host::Scan && regions != self.regions {
+            format!(
+                "{regions} regions per image, but the {:?} host's VisualSA normalises {} region slots",
+                self.host, self.regions
+            )
+        } else {
+            return Ok(());
+        };
+        Err(rcar_data::DataError::invalid(path, problem))
+    }
+
+    /// What cannot be built: SGRAF's hosts are t2i, and take no regulators yet.
+    pub fn problem(&self) -> Option<&'static str> {
+        match self.host {
+            Host::Scan => (self.steps == 0 && self.mode != Mode::OnlyRcr)
+                .then_some("only_rar and coop_rcar need at least one step"),
+            Host::Saf | Host::Sgr if self.direction != Direction::T2i => {
+                Some("SAF and SGR are t2i hosts (SGRAF): set direction to t2i")
+            }
+            Host::Saf | Host::Sgr if self.steps != 0 || self.mode != Mode::OnlyRcr => {
+                Some("SAF and SGR take no regulators yet: set mode only_rcr with 0 steps")
+            }
+            Host::Saf | Host::Sgr if self.t2i_smooth != crate::sgraf::SMOOTH => {
+                Some("SAF and SGR attend with SGRAF's hard-coded temperature: set t2i_smooth to 9")
+            }
+            _ => None,
+        }
     }
 
     /// Whether scores come from the sigmoid head (RAR modes) rather than the mean cosine.

@@ -2,9 +2,9 @@
 //! bench score with it. A host is an RCAR model over the SCAN-style backbone ([`Rcar`]) or one of
 //! SGRAF's hosts ([`Sgraf`], SAF or SGR).
 
-use crate::config::{Direction, Mode};
+use crate::config::{Direction, Host, Mode, ModelConfig};
 use crate::pairs::grid_pairs;
-use crate::sgraf::{Host, Sgraf};
+use crate::sgraf::Sgraf;
 use crate::similarity::Block;
 use crate::Rcar;
 use burn::module::Module;
@@ -49,12 +49,21 @@ pub fn token_ids(tokens: &TokenBatch, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids, [tokens.len(), tokens.max_len]), device)
 }
 
+impl ModelConfig {
+    /// A freshly initialised model of the configured host.
+    pub fn build(&self, device: &Device) -> Matcher {
+        match self.host {
+            Host::Scan => Matcher::Rcar(self.init(device)),
+            Host::Saf | Host::Sgr => Matcher::Sgraf(Sgraf::new(self, device)),
+        }
+    }
+}
+
 impl Matcher {
     /// What the model is, for reports: `SCAN t2i coop_rcar 2`, `SGRAF SAF`.
     pub fn describe(&self) -> String {
         match self {
-            Self::Rcar(m) => {
-                let c = &m.config;
+            Self::Rcar(Rcar { config: c, .. }) => {
                 let direction = match c.direction {
                     Direction::T2i => "t2i",
                     Direction::I2t => "i2t",
@@ -66,48 +75,38 @@ impl Matcher {
                 };
                 format!("SCAN {direction} {mode} {}", c.steps)
             }
-            Self::Sgraf(m) => match m.host {
+            Self::Sgraf(m) => match m.config.host {
                 Host::Saf => "SGRAF SAF".into(),
-                Host::Sgr => "SGRAF SGR".into(),
+                _ => "SGRAF SGR".into(),
             },
+        }
+    }
+
+    /// The configuration the model was built from (its host among it).
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Self::Rcar(m) => &m.config,
+            Self::Sgraf(m) => &m.config,
         }
     }
 
     /// Which modality queries the other (SGRAF's hosts are t2i).
     pub fn direction(&self) -> Direction {
-        match self {
-            Self::Rcar(m) => m.config.direction,
-            Self::Sgraf(_) => Direction::T2i,
-        }
+        self.config().direction
     }
 
     pub fn embed_size(&self) -> usize {
-        match self {
-            Self::Rcar(m) => m.config.embed_size,
-            Self::Sgraf(m) => m.embed_size(),
-        }
+        self.config().embed_size
     }
 
-    /// Refuses a vocabulary file whose size is not the model's. RCAR's vocabulary counts the
-    /// `<mask>` that loading appends; SGRAF's has none, so its size is one less than `vocab_len`.
+    /// Refuses a vocabulary file whose size is not the model's ([`ModelConfig::check_vocab`]).
     pub fn check_vocab(
         &self,
         vocab_len: usize,
         vocab_path: &Path,
         source: &str,
     ) -> Result<(), DataError> {
-        match self {
-            Self::Rcar(m) => m.config.check_vocab(vocab_len, vocab_path, source),
-            Self::Sgraf(m) if m.vocab_size() + 1 == vocab_len => Ok(()),
-            Self::Sgraf(m) => Err(DataError::invalid(
-                vocab_path,
-                format!(
-                    "{} words (SGRAF has no <mask>), but {source} has vocab_size {}",
-                    vocab_len - 1,
-                    m.vocab_size()
-                ),
-            )),
-        }
+        self.config().check_vocab(vocab_len, vocab_path, source)
     }
 
     /// Region features `[B, R, d]` → region embeddings `[B, R, E]`.
@@ -165,7 +164,7 @@ impl Matcher {
                 4 * q * c + 8 * q * e + 6 * q * s + c * e
             }
             Self::Sgraf(m) => {
-                let (e, s) = (m.embed_size(), m.sim_dim());
+                let (e, s) = (m.config.embed_size, m.config.sim_dim);
                 // SGR's node graph is (q + 1)² per step; SAF's nodes are q + 1 vectors.
                 4 * q * c + 6 * q * e + 8 * (q + 1) * s + 4 * (q + 1) * (q + 1) + c * e
             }
@@ -199,7 +198,7 @@ impl Matcher {
                     img.clone(),
                     cap.clone(),
                 );
-                let e = m.embed_size();
+                let e = m.config.embed_size;
                 let image_globals = globals.images.clone().slice([img.clone(), 0..e]);
                 let caption_globals = globals.captions.clone().slice([cap.clone(), 0..e]);
                 let scores = m

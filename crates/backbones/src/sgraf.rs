@@ -7,29 +7,23 @@
 //! a sigmoid head scores. SGRAF's encoders: one FC layer for the regions, RCAR's BiGRU text encoder.
 
 use crate::alignment::AlignmentVector;
+use crate::config::{Direction, Host, ModelConfig};
 use crate::pairs::{grid_pairs, PairBatch};
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
 use crate::text_encoder::{length_mask, TextEncoder};
 use crate::visual_sa::VisualSa;
-use crate::Direction;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
+use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::l2norm;
-use rcar_regulators::{AttentionFactors, Rar};
+use rcar_regulators::{AttentionFactors, Rar, RarConfig};
 
 /// SGRAF's attention temperature, hard-coded there.
 pub const SMOOTH: f64 = 9.0;
-
-/// Which aggregation follows the alignments (SGRAF's `module_name`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Host {
-    Saf,
-    Sgr,
-}
 
 #[derive(Module, Debug)]
 pub struct SgrafSimilarity {
@@ -64,6 +58,30 @@ pub struct SgrafTrace {
 }
 
 impl SgrafSimilarity {
+    /// A freshly initialised similarity encoder of `cfg`'s host (SAF or SGR), as SGRAF
+    /// initialises it: every Linear Xavier-uniform with zero bias, BatchNorms γ = 1, β = 0.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let (e, s) = (cfg.embed_size, cfg.sim_dim);
+        let (saf, sgr) = match cfg.host {
+            Host::Saf => (Some(AttentionFiltration::new(s, device)), Vec::new()),
+            _ => (
+                None,
+                (0..cfg.sgr_step)
+                    .map(|_| GraphReasoning::new(s, device))
+                    .collect(),
+            ),
+        };
+        Self {
+            visual: VisualSa::new(e, cfg.regions, cfg.dropout, device),
+            textual: RarConfig::new(e).with_dropout(cfg.dropout).init(device),
+            local: AlignmentVector::new(e, s, device),
+            global: xavier_linear(e, s, device),
+            saf,
+            sgr,
+            head: xavier_linear(s, 1, device),
+        }
+    }
+
     /// Global vectors of the images `[N, R, E]` → `[N, E]` (once per image batch: VisualSA's
     /// BatchNorms see the whole batch in training).
     pub fn image_globals(&self, images: Tensor<3>) -> Tensor<2> {
@@ -134,24 +152,27 @@ pub struct Sgraf {
     /// `txt_enc` (`embed`, `cap_rnn`)
     pub txt_enc: TextEncoder,
     pub sim_enc: SgrafSimilarity,
+    /// Host SAF or SGR; `vocab_size` without `<mask>`.
     #[module(skip)]
-    pub host: Host,
+    pub config: ModelConfig,
 }
 
 impl Sgraf {
-    /// E, the joint embedding width.
-    pub fn embed_size(&self) -> usize {
-        self.img_fc.weight.dims()[1]
-    }
-
-    /// S, the width of the alignment vectors.
-    pub fn sim_dim(&self) -> usize {
-        self.sim_enc.head.weight.dims()[0]
-    }
-
-    /// Words the embedding knows (SGRAF's `vocab_size`: no `<mask>`).
-    pub fn vocab_size(&self) -> usize {
-        self.txt_enc.embed.weight.dims()[0]
+    /// A freshly initialised model of `cfg` (host SAF or SGR), as SGRAF initialises it; the BiGRU
+    /// and the word embedding as RCAR's text encoder (PyTorch's defaults, U(−0.1, 0.1)).
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        Self {
+            img_fc: xavier_linear(cfg.img_dim, cfg.embed_size, device),
+            txt_enc: TextEncoder::new(
+                cfg.vocab_size,
+                cfg.word_dim,
+                cfg.embed_size,
+                cfg.dropout,
+                device,
+            ),
+            sim_enc: SgrafSimilarity::new(cfg, device),
+            config: cfg.clone(),
+        }
     }
 
     /// Region features `[B, R, d]` → `[B, R, E]`, unit norm per region.

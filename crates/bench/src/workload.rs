@@ -8,13 +8,15 @@ use crate::report::{BackendReport, Measurement};
 use crate::timing::{median_seconds, Repeats};
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::Rng;
-use rcar_backbones::{Direction, Matcher, Mode, ModelConfig, Rcar};
+use rcar_backbones::sgraf::SMOOTH;
+use rcar_backbones::{Direction, Host, Matcher, Mode, ModelConfig};
 use rcar_data::batch::{derive_rng, TokenBatch};
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::{default_workers, Silent};
 use rcar_regulators::PairDropout;
+use rcar_train::config::OptimizerKind;
 use rcar_train::{
-    adamw, hinge, step_gradients, train_step, LossMode, StepOutcome, StepSettings, Strategy,
+    hinge, optimizer, step_gradients, train_step, LossMode, StepOutcome, StepSettings, Strategy,
 };
 use std::cell::Cell;
 use std::rc::Rc;
@@ -84,6 +86,32 @@ pub fn mode_name(mode: Mode, steps: usize) -> String {
     }
 }
 
+/// A row's model: `t2i coop_rcar 2` on the SCAN host, `SAF` or `SGR` on SGRAF's.
+pub fn model_name(model: &ModelConfig) -> String {
+    match model.host {
+        Host::Scan => format!(
+            "{} {}",
+            direction_name(model.direction),
+            mode_name(model.mode, model.steps)
+        ),
+        Host::Saf => "SAF".into(),
+        Host::Sgr => "SGR".into(),
+    }
+}
+
+/// SGRAF's `host` at the bench's sizes (t2i, λ = 9, no regulators).
+fn sgraf_config(cfg: &BenchConfig, host: Host) -> ModelConfig {
+    ModelConfig {
+        host,
+        direction: Direction::T2i,
+        mode: Mode::OnlyRcr,
+        steps: 0,
+        t2i_smooth: SMOOTH,
+        regions: cfg.regions,
+        ..cfg.model.clone()
+    }
+}
+
 pub fn direction_name(direction: Direction) -> &'static str {
     match direction {
         Direction::T2i => "t2i",
@@ -130,38 +158,39 @@ pub fn run(
     // Pair scoring on encoded inputs, as the evaluation does it: one block per thread.
     let (ni, nc) = cfg.grid;
     let workers = default_workers(device);
-    for direction in [Direction::T2i, Direction::I2t] {
-        for (mode, steps) in MODES {
-            let mc = ModelConfig {
+    let scan = [Direction::T2i, Direction::I2t]
+        .into_iter()
+        .flat_map(|direction| {
+            MODES.map(|(mode, steps)| ModelConfig {
                 direction,
                 mode,
                 steps,
                 ..cfg.model.clone()
-            };
-            let model = Matcher::Rcar(mc.init(device));
-            let caps = captions(cfg, nc, 2);
-            let encoded = Encoded::new(
-                &model,
-                model.encode_images(images(cfg, ni, device)),
-                model.encode_tokens(&caps, device),
-                caps.lengths.clone(),
-            );
-            let chunk = (ni * nc).div_ceil(workers);
-            let timing = timed(device, r, || {
-                score(&model, &encoded, chunk, workers, None, &mut Silent);
-            });
-            let name = format!(
-                "similarity {} {}, {ni}×{nc}",
-                direction_name(direction),
-                mode_name(mode, steps)
-            );
-            let mut m = measured(name, ni * nc, "pairs/s", timing);
+            })
+        });
+    let sgraf = [Host::Saf, Host::Sgr].map(|host| sgraf_config(cfg, host));
+    for mc in scan.chain(sgraf) {
+        let model = mc.build(device);
+        let caps = captions(cfg, nc, 2);
+        let encoded = Encoded::new(
+            &model,
+            model.encode_images(images(cfg, ni, device)),
+            model.encode_tokens(&caps, device),
+            caps.lengths.clone(),
+        );
+        let chunk = (ni * nc).div_ceil(workers);
+        let timing = timed(device, r, || {
+            score(&model, &encoded, chunk, workers, None, &mut Silent);
+        });
+        let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
+        let mut m = measured(name, ni * nc, "pairs/s", timing);
+        m.note = format!("{workers} scoring thread(s)");
+        if mc.host == Host::Scan {
             let gflops = flops::per_pair(&mc, cfg.regions, cfg.words) * m.value / 1e9;
             m.gflops = Some(gflops);
             m.percent_of_reference = Some(100.0 * gflops / reference_gflops);
-            m.note = format!("{workers} scoring thread(s)");
-            push(m, &mut rows);
         }
+        push(m, &mut rows);
     }
 
     // Training steps: forward, loss, backward, clipping, AdamW.
@@ -169,6 +198,19 @@ pub fn run(
     for &b in &cfg.train_batches {
         for m in train_rows(cfg, b, &train, cpu_backend) {
             push(m, &mut rows);
+        }
+    }
+    // SGRAF's hosts train dense (SAF's BatchNorm couples every pair of a caption).
+    for host in [Host::Saf, Host::Sgr] {
+        let host_cfg = BenchConfig {
+            model: sgraf_config(cfg, host),
+            ..cfg.clone()
+        };
+        for &b in &cfg.train_batches {
+            push(
+                step_row(&host_cfg, b, Strategy::Dense, &train, cpu_backend),
+                &mut rows,
+            );
         }
     }
 
@@ -271,10 +313,10 @@ fn step_at(
     let batch_images = images(cfg, b, device);
     let batch_captions = captions(cfg, b, 3);
     let settings = settings(cfg, b, strategy);
-    let mut state = Some((cfg.model.init(device), adamw()));
+    let mut state = Some((cfg.model.build(device), optimizer(OptimizerKind::Adamw)));
     move || {
         let (model, mut optim) = state.take().expect("model between steps");
-        let model: Rcar = match train_step(
+        let model: Matcher = match train_step(
             model,
             &mut optim,
             batch_images.clone(),
@@ -312,7 +354,7 @@ fn estimated_host_peak(
         return None;
     }
     let passes = |n: usize| {
-        let model = cfg.model.init(device);
+        let model = cfg.model.build(device);
         let (batch_images, batch_captions) = (images(cfg, n, device), captions(cfg, n, 3));
         let settings = settings(cfg, n, strategy);
         let run = || {
@@ -337,9 +379,8 @@ fn step_row(
     cpu_backend: bool,
 ) -> Measurement {
     let name = format!(
-        "train step {} {}, batch {b}{}",
-        direction_name(cfg.model.direction),
-        mode_name(cfg.model.mode, cfg.model.steps),
+        "train step {}, batch {b}{}",
+        model_name(&cfg.model),
         match strategy {
             Strategy::Sparse => "",
             Strategy::Dense => ", dense",

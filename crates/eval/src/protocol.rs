@@ -124,6 +124,12 @@ pub fn similarity(
     progress: &mut dyn Progress,
 ) -> Result<Vec<SimMatrix>, DataError> {
     check_split(split, opts.fold5)?;
+    let features = &split.features;
+    for model in models {
+        model
+            .config()
+            .check_features(features.regions(), features.dim(), features.path())?;
+    }
     let workers = opts
         .workers
         .unwrap_or_else(|| default_workers(device))

@@ -2,7 +2,7 @@
 //! from the command line, saved resolved into the run directory.
 
 use crate::loss::LossMode;
-use rcar_backbones::ModelConfig;
+use rcar_backbones::{Host, ModelConfig};
 use rcar_data::DataError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -17,14 +17,20 @@ pub struct TrainConfig {
     /// Vocabulary JSON.
     pub vocab: PathBuf,
     /// The model; its `vocab_size` must equal the vocabulary file's (checked at start).
+    #[serde(deserialize_with = "rcar_backbones::config::deserialize_config")]
     pub model: ModelConfig,
     pub epochs: usize,
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     #[serde(default = "defaults::lr")]
     pub lr: f64,
-    /// The epoch from which the learning rate is multiplied by 0.1 (once).
+    /// The epoch from which the learning rate is multiplied by 0.1 (once, or every `lr_update`
+    /// epochs: `lr_decay`).
     pub lr_update: usize,
+    #[serde(default)]
+    pub lr_decay: LrDecay,
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
     /// Epochs with the loss summed over all negatives before switching to the hardest one.
     pub warmup_epochs: usize,
     #[serde(default = "defaults::margin")]
@@ -52,6 +58,28 @@ pub struct TrainConfig {
     /// Bytes the dev evaluation's similarity pass may use.
     #[serde(default = "defaults::mem_budget")]
     pub eval_mem_budget: usize,
+}
+
+/// How the learning rate falls at `lr_update`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    /// ×0.1 once, from epoch `lr_update` on (RCAR's schedule).
+    #[default]
+    Once,
+    /// ×0.1^⌊epoch / lr_update⌋ (SGRAF's schedule).
+    Every,
+}
+
+/// The optimizer, with PyTorch's β = (0.9, 0.999) and eps 1e-8.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW with weight decay 0.01 (RCAR).
+    #[default]
+    Adamw,
+    /// Adam without weight decay (SGRAF).
+    Adam,
 }
 
 mod defaults {
@@ -98,10 +126,10 @@ impl TrainConfig {
             Some("epochs must be at least 1")
         } else if self.lr.is_nan() || self.lr <= 0.0 {
             Some("lr must be positive")
-        } else if self.model.steps == 0 && self.model.mode != rcar_backbones::Mode::OnlyRcr {
-            Some("only_rar and coop_rcar need at least one step")
+        } else if self.augment && self.model.host != Host::Scan {
+            Some("SAF and SGR train without token augmentation (SGRAF's vocabulary has no <mask>): set augment false")
         } else {
-            None
+            self.model.problem()
         };
         match problem {
             Some(msg) => Err(DataError::invalid(path, msg)),
@@ -109,13 +137,13 @@ impl TrainConfig {
         }
     }
 
-    /// The learning rate of `epoch`: ×0.1 from `lr_update` on, once.
+    /// The learning rate of `epoch`: ×0.1 from `lr_update` on, once or every `lr_update` epochs.
     pub fn lr_at(&self, epoch: usize) -> f64 {
-        if epoch >= self.lr_update {
-            self.lr * 0.1
-        } else {
-            self.lr
-        }
+        let decays = match self.lr_decay {
+            LrDecay::Once => usize::from(epoch >= self.lr_update),
+            LrDecay::Every => epoch / self.lr_update.max(1),
+        };
+        self.lr * 0.1f64.powi(decays as i32)
     }
 
     /// The loss of `epoch`: summed over negatives during warm-up, hardest afterwards.

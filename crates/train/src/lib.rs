@@ -1,5 +1,6 @@
-//! Training RCAR with the official recipe (spec §3): the hinge loss, AdamW, global-norm clipping,
-//! the warm-up and lr schedules, and resumable, seeded runs with checkpoints and curves.
+//! Training RCAR with the official recipe (spec §3) — the hinge loss, AdamW, global-norm clipping,
+//! the warm-up and lr schedules — or SGRAF's hosts with theirs (Adam, hardest negatives from the
+//! start), in resumable, seeded runs with checkpoints and curves.
 
 pub mod clip;
 pub mod config;
@@ -14,4 +15,4 @@ pub use config::TrainConfig;
 pub use error::TrainError;
 pub use loss::{hinge, LossMode};
 pub use step::{step_gradients, train_step, StepGradients, StepOutcome, StepSettings, Strategy};
-pub use trainer::{adamw, initial_model, Outcome, Trainer};
+pub use trainer::{initial_model, optimizer, Outcome, Trainer};

@@ -7,7 +7,7 @@
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::tensor::{Bytes, Device};
 use rcar_backbones::checkpoint::native::{load_model, save_model};
-use rcar_backbones::Rcar;
+use rcar_backbones::Matcher;
 use rcar_data::atomic::write_atomic;
 use rcar_data::DataError;
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ impl RunDir {
     /// Writes a checkpoint of `step` and drops all but the newest `keep`.
     pub fn save_checkpoint(
         &self,
-        model: &Rcar,
+        model: &Matcher,
         optim: &ModuleOptimizer,
         state: &TrainState,
         keep: usize,
@@ -147,7 +147,7 @@ pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
     optim: ModuleOptimizer,
-) -> Result<(Rcar, ModuleOptimizer, TrainState), DataError> {
+) -> Result<(Matcher, ModuleOptimizer, TrainState), DataError> {
     let model = load_model(dir, device)?;
     let optim_path = dir.join(OPTIM_FILE);
     let bytes = std::fs::read(&optim_path).map_err(|e| DataError::io(&optim_path, e))?;

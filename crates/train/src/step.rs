@@ -59,14 +59,14 @@ pub struct StepSettings {
 
 pub enum StepOutcome {
     Done {
-        model: Rcar,
+        model: Matcher,
         loss: f32,
         grad_norm: f64,
         /// Pairs back-propagated (B² in a dense step).
         pairs: usize,
     },
     /// The loss was NaN or infinite; the model is returned unchanged.
-    NonFinite { model: Rcar, loss: f32 },
+    NonFinite { model: Matcher, loss: f32 },
 }
 
 /// A step's loss and, where it is finite, its gradients (before clipping).
@@ -79,7 +79,7 @@ pub struct StepGradients {
 
 /// `images`: the batch's region features `[B, R, d]` on the model's (autodiff) device.
 pub fn train_step(
-    model: Rcar,
+    model: Matcher,
     optim: &mut ModuleOptimizer,
     images: Tensor<3>,
     captions: &TokenBatch,
@@ -101,9 +101,11 @@ pub fn train_step(
     }
 }
 
-/// The loss of a batch and the gradients of every parameter, by `s.strategy`.
+/// The loss of a batch and the gradients of every parameter, by `s.strategy`. SGRAF's hosts always
+/// take the dense step: SAF's BatchNorm couples all pairs of a caption (its statistics are the
+/// caption's with every image), so no pair's score can be recomputed alone.
 pub fn step_gradients(
-    model: &Rcar,
+    model: &Matcher,
     images: Tensor<3>,
     captions: &TokenBatch,
     s: &StepSettings,
@@ -113,25 +115,23 @@ pub fn step_gradients(
     let img = model.encode_images(images);
     let cap = model.encode_tokens(captions, &device);
     let lengths = &captions.lengths;
-    let b = lengths.len();
-    match s.strategy {
-        Strategy::Dense => {
-            let scores =
-                model
-                    .sim_enc
-                    .grid(&model.config, img, cap, lengths, s.chunk, Some(&s.dropout));
-            let loss = hinge(scores, s.margin, s.mode);
-            let value: f32 = loss.clone().into_scalar::<f32>();
-            let grads = value
-                .is_finite()
-                .then(|| GradientsParams::from_grads(loss.backward(), model));
-            StepGradients {
-                loss: value,
-                grads,
-                pairs: b * b,
-            }
+    let scores = match (model, s.strategy) {
+        (Matcher::Rcar(m), Strategy::Sparse) => return sparse_gradients(m, img, cap, lengths, s),
+        (Matcher::Rcar(m), Strategy::Dense) => {
+            m.sim_enc
+                .grid(&m.config, img, cap, lengths, s.chunk, Some(&s.dropout))
         }
-        Strategy::Sparse => sparse_gradients(model, img, cap, lengths, s),
+        (Matcher::Sgraf(m), _) => m.similarity(img, cap, lengths, None),
+    };
+    let loss = hinge(scores, s.margin, s.mode);
+    let value: f32 = loss.clone().into_scalar::<f32>();
+    let grads = value
+        .is_finite()
+        .then(|| GradientsParams::from_grads(loss.backward(), model));
+    StepGradients {
+        loss: value,
+        grads,
+        pairs: lengths.len().pow(2),
     }
 }
 

@@ -3,17 +3,17 @@
 //! best model each epoch. Randomness (initialisation, batches, augmentation, dropout) is derived from
 //! the seed and the position in the run, so a resumed run repeats an uninterrupted one exactly.
 
-use crate::config::TrainConfig;
+use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves;
 use crate::error::TrainError;
 use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
 use crate::step::{train_step, StepOutcome, StepSettings, Strategy};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
 use rcar_backbones::checkpoint::native::save_model;
-use rcar_backbones::{Matcher, Rcar};
+use rcar_backbones::Matcher;
 use rcar_data::atomic::write_atomic;
 use rcar_data::batch::{batches_per_epoch, derive_rng, train_epoch, Batch, LoaderConfig};
 use rcar_data::split::Split;
@@ -29,20 +29,28 @@ use std::time::Instant;
 const INIT: u64 = 10;
 const DROPOUT: u64 = 11;
 
-/// The official optimizer: AdamW with PyTorch's defaults (Burn's eps and weight decay differ).
-pub fn adamw() -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.01)
-        .init()
+/// The configured optimizer with PyTorch's defaults (Burn's eps and weight decay differ): RCAR's
+/// AdamW (weight decay 0.01) or SGRAF's Adam (none).
+pub fn optimizer(kind: OptimizerKind) -> ModuleOptimizer {
+    match kind {
+        OptimizerKind::Adamw => AdamWConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .with_weight_decay(0.01)
+            .init(),
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .init(),
+    }
 }
 
 /// The model a run with `cfg` starts from (its initialisation is derived from the run's seed).
-pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Rcar {
+pub fn initial_model(cfg: &TrainConfig, device: &Device) -> Matcher {
     device.seed(derive_rng(cfg.seed, &[INIT]).next_u64());
-    cfg.model.init(device)
+    cfg.model.build(device)
 }
 
 /// How a call to [`Trainer::run`] ended.
@@ -58,7 +66,7 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     pub run: RunDir,
     device: Device,
-    model: Option<Rcar>,
+    model: Option<Matcher>,
     optim: ModuleOptimizer,
     pub state: TrainState,
     train: Arc<Split>,
@@ -71,6 +79,9 @@ fn open_data(cfg: &TrainConfig) -> Result<(Arc<Split>, Split), DataError> {
     let source = format!("the model of experiment {:?}", cfg.name);
     cfg.model.check_vocab(vocab.len(), &cfg.vocab, &source)?;
     let train = Split::open(&cfg.data, "train", &vocab)?;
+    let features = &train.features;
+    cfg.model
+        .check_features(features.regions(), features.dim(), features.path())?;
     if train.len() < cfg.batch_size {
         return Err(DataError::invalid(
             &train.caps_path,
@@ -104,11 +115,11 @@ impl Trainer {
         let model = initial_model(&cfg, device);
         let log = MetricsLog::open(&run.metrics(), None)?;
         Ok(Self {
+            optim: optimizer(cfg.optimizer),
             cfg,
             run,
             device: device.clone(),
             model: Some(model),
-            optim: adamw(),
             state: TrainState::new(),
             train,
             dev,
@@ -138,7 +149,7 @@ impl Trainer {
         };
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;
         let (train, dev) = open_data(&cfg)?;
-        let (model, optim, state) = load_checkpoint(&latest, device, adamw())?;
+        let (model, optim, state) = load_checkpoint(&latest, device, optimizer(cfg.optimizer))?;
         let log = MetricsLog::open(&run.metrics(), Some(state.step))?;
         Ok(Self {
             cfg,
@@ -153,7 +164,7 @@ impl Trainer {
         })
     }
 
-    pub fn model(&self) -> &Rcar {
+    pub fn model(&self) -> &Matcher {
         self.model.as_ref().expect("model present between steps")
     }
 
@@ -297,7 +308,7 @@ impl Trainer {
         started: Instant,
     ) -> Result<(), TrainError> {
         let epoch = self.state.epoch;
-        let eval_model = Matcher::Rcar(self.model().valid());
+        let eval_model = self.model().valid();
         let opts = EvalOptions {
             mem_budget: self.cfg.eval_mem_budget,
             ..EvalOptions::default()
@@ -317,7 +328,7 @@ impl Trainer {
         if improved {
             self.state.best_rsum = dev.rsum;
             self.state.best_epoch = Some(epoch);
-            save_model(&self.model().valid(), &self.run.best())?;
+            save_model(&eval_model, &self.run.best())?;
             write_json(
                 &self.run.best().join("metrics.json"),
                 &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),

@@ -8,7 +8,7 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
-use rcar_backbones::{Direction, Mode, ModelConfig, Rcar};
+use rcar_backbones::{Direction, Matcher, Mode, ModelConfig};
 use rcar_data::batch::TokenBatch;
 use rcar_regulators::PairDropout;
 use rcar_train::{step_gradients, LossMode, StepSettings, Strategy};
@@ -84,7 +84,7 @@ fn batch(device: &Device) -> (Tensor<3>, TokenBatch) {
 }
 
 fn gradients(
-    model: &Rcar,
+    model: &Matcher,
     strategy: Strategy,
     mode: LossMode,
     device: &Device,
@@ -130,6 +130,7 @@ fn sparse_gradients_equal_dense_ones_in_every_configuration_and_loss_mode() {
                 .into_iter()
                 .map(|rar| rar.map(&mut Scale(4.0)))
                 .collect();
+            let model = Matcher::Rcar(model);
             for loss in [LossMode::Sum, LossMode::Hardest] {
                 let label = format!("{direction:?} {mode:?} {steps} {loss:?}");
                 let (dense_loss, dense, dense_pairs) =

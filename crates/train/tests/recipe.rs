@@ -1,11 +1,14 @@
 //! The recipe's pieces against hand-computed values: the hinge loss in both modes, the warm-up
-//! switch, the single lr step, global-norm clipping.
+//! switch, the single lr step (and SGRAF's repeated one), global-norm clipping; the experiment
+//! files.
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
+use rcar_backbones::Host;
 use rcar_train::clip::{clip_global, global_norm};
+use rcar_train::config::{LrDecay, OptimizerKind};
 use rcar_train::{hinge, LossMode, TrainConfig};
 
 fn scores(device: &Device) -> Tensor<2> {
@@ -112,4 +115,65 @@ fn params(model: &Two) -> Vec<Param<Tensor<2>>> {
 
 fn values(t: Tensor<2>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Every experiment file loads and validates; SGRAF's presets carry its recipe and the epochs of
+/// its README (Flickr30K SAF 30/20, SGR 40/30; MSCOCO both 20/10).
+#[test]
+fn every_experiment_loads_and_sgraf_presets_follow_sgraf() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 24, "{seen} experiment files");
+    for (name, host, epochs, lr_update, words) in [
+        ("f30k_saf", Host::Saf, 30, 20, 8481),
+        ("f30k_sgr", Host::Sgr, 40, 30, 8481),
+        ("coco_saf", Host::Saf, 20, 10, 11353),
+        ("coco_sgr", Host::Sgr, 20, 10, 11353),
+        ("demo_saf", Host::Saf, 1, 10, 90),
+        ("demo_sgr", Host::Sgr, 1, 10, 90),
+    ] {
+        let cfg = TrainConfig::load(&dir.join(format!("{name}.json"))).unwrap();
+        let m = &cfg.model;
+        assert_eq!(
+            (m.host, m.vocab_size, m.t2i_smooth),
+            (host, words, 9.0),
+            "{name}"
+        );
+        assert_eq!((cfg.epochs, cfg.lr_update), (epochs, lr_update), "{name}");
+        assert_eq!(
+            (cfg.lr, cfg.grad_clip, cfg.margin),
+            (2e-4, 2.0, 0.2),
+            "{name}"
+        );
+        assert_eq!(cfg.optimizer, OptimizerKind::Adam, "{name}");
+        assert_eq!(cfg.lr_decay, LrDecay::Every, "{name}");
+        assert_eq!(cfg.loss_at(0), LossMode::Hardest, "{name}");
+        assert!(!cfg.augment, "{name}");
+        if m.embed_size == 1024 {
+            assert_eq!(
+                (m.sim_dim, m.sgr_step, m.regions, cfg.batch_size),
+                (256, 3, 36, 128)
+            );
+        }
+    }
+}
+
+#[test]
+fn sgraf_learning_rate_falls_every_lr_update_epochs() {
+    let mut cfg = config();
+    cfg.lr_decay = LrDecay::Every;
+    cfg.lr_update = 2;
+    let lrs: Vec<f64> = (0..5).map(|e| cfg.lr_at(e) / cfg.lr).collect();
+    let want = [1.0, 1.0, 0.1, 0.1, 0.01];
+    assert!(
+        lrs.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{lrs:?}"
+    );
 }

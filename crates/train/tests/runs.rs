@@ -3,11 +3,13 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
+use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::checkpoint::native::load_model;
-use rcar_backbones::{Direction, Mode, ModelConfig};
+use rcar_backbones::{Direction, Host, Mode, ModelConfig};
 use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::Silent;
+use rcar_train::config::{LrDecay, OptimizerKind};
 use rcar_train::{Outcome, TrainConfig, Trainer};
 use std::path::Path;
 use std::sync::Mutex;
@@ -43,6 +45,8 @@ fn config(data: &Path, seed: u64) -> TrainConfig {
         batch_size: 8,
         lr: 2e-3,
         lr_update: 1,
+        lr_decay: LrDecay::Once,
+        optimizer: OptimizerKind::Adamw,
         warmup_epochs: 1,
         margin: 0.2,
         grad_clip: 2.0,
@@ -144,6 +148,74 @@ fn seeded_runs_repeat_and_resumed_runs_match_uninterrupted_ones() {
         assert_eq!(log(&cut), reference, "resumed after step {stop}");
         assert_eq!(weights(&cut), final_weights, "resumed after step {stop}");
     }
+}
+
+/// SGRAF's recipe on `host`: Adam, hardest negatives from the start, the lr falling every
+/// `lr_update` epochs, no augmentation; SGRAF's vocabulary has no `<mask>`.
+fn sgraf_config(data: &Path, host: Host) -> TrainConfig {
+    let mut cfg = config(data, 7);
+    cfg.model = ModelConfig::new(cfg.model.vocab_size - 1, Direction::T2i, Mode::OnlyRcr, 0)
+        .with_host(host)
+        .with_regions(6)
+        .with_t2i_smooth(9.0)
+        .with_img_dim(32)
+        .with_word_dim(8)
+        .with_embed_size(16)
+        .with_sim_dim(8)
+        .with_sgr_step(2);
+    cfg.optimizer = OptimizerKind::Adam;
+    cfg.lr_decay = LrDecay::Every;
+    cfg.warmup_epochs = 0;
+    cfg.augment = false;
+    cfg
+}
+
+#[test]
+fn sgraf_hosts_train_with_their_recipe_resume_exactly_and_evaluate() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    for (host, name) in [(Host::Saf, "SGRAF SAF"), (Host::Sgr, "SGRAF SGR")] {
+        let full = tmp.path().join(format!("{host:?}"));
+        train(sgraf_config(&data, host), &full, None);
+        let reference = log(&full);
+        assert_eq!(reference.len(), 32);
+        assert!(reference
+            .iter()
+            .all(|v| v["kind"] != "step" || v["loss_mode"] == "hardest"));
+        // Resumed after step 10 (checkpoint at 8): the same run, bit for bit.
+        let cut = tmp.path().join(format!("{host:?}-cut"));
+        train(sgraf_config(&data, host), &cut, Some(10));
+        let device = Device::flex().autodiff();
+        let mut resumed = Trainer::resume(&cut, &device, |_| {}).unwrap();
+        resumed.run(&mut Silent, None).unwrap();
+        assert_eq!(log(&cut), reference, "{host:?} resumed after step 10");
+        assert_eq!(
+            weights(&cut),
+            weights(&full),
+            "{host:?} resumed after step 10"
+        );
+        // The best checkpoint is the host's model.
+        let best = load_any(&full, &Device::flex()).unwrap();
+        assert_eq!(best.describe(), name);
+    }
+}
+
+#[test]
+fn an_sgraf_host_with_token_augmentation_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path());
+    let mut cfg = sgraf_config(tmp.path(), Host::Saf);
+    cfg.augment = true;
+    let err = cfg
+        .validate(Path::new("experiments/x.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.json") && err.contains("augment false"),
+        "{err}"
+    );
 }
 
 #[test]

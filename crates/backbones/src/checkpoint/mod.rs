@@ -27,7 +27,7 @@ pub fn load_any(path: &Path, device: &Device) -> Result<Matcher, DataError> {
                 ),
             ));
         }
-        return native::load_model(dir, device).map(Matcher::Rcar);
+        return native::load_model(dir, device);
     }
     let ckpt = pth::read_pth(path)?;
     Ok(if sgraf::is_sgraf(&ckpt) {

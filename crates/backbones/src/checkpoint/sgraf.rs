@@ -6,9 +6,10 @@
 use super::official::{opt_count, OfficialInfo, Weights};
 use super::pth::{read_pth, OptValue, TorchCheckpoint};
 use crate::alignment::AlignmentVector;
+use crate::config::{Direction, Host, Mode, ModelConfig};
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
-use crate::sgraf::{Host, Sgraf, SgrafSimilarity};
+use crate::sgraf::{Sgraf, SgrafSimilarity, SMOOTH};
 use crate::visual_sa::VisualSa;
 use burn::nn::DropoutConfig;
 use burn::tensor::Device;
@@ -68,11 +69,24 @@ pub fn sgraf_from(
             ))
         }
     };
-    let img_fc = w.linear("0.fc", int("img_dim")?, e)?;
+    let config = ModelConfig::new(int("vocab_size")?, Direction::T2i, Mode::OnlyRcr, 0)
+        .with_img_dim(int("img_dim")?)
+        .with_word_dim(int("word_dim")?)
+        .with_embed_size(e)
+        .with_sim_dim(s)
+        .with_t2i_smooth(SMOOTH)
+        .with_dropout(DROPOUT)
+        .with_host(host)
+        .with_regions(regions);
+    let config = match host {
+        Host::Sgr => config.with_sgr_step(int("sgr_step")?),
+        _ => config,
+    };
+    let img_fc = w.linear("0.fc", config.img_dim, e)?;
     let txt_enc = w.text_encoder(
         "1.embed",
         "1.cap_rnn",
-        [int("vocab_size")?, int("word_dim")?],
+        [config.vocab_size, config.word_dim],
         e,
         DROPOUT,
     )?;
@@ -98,8 +112,8 @@ pub fn sgraf_from(
             }),
             Vec::new(),
         ),
-        Host::Sgr => {
-            let steps = (0..int("sgr_step")?)
+        _ => {
+            let steps = (0..config.sgr_step)
                 .map(|k| {
                     let p = format!("2.SGR_module.{k}");
                     Ok(GraphReasoning {
@@ -128,7 +142,7 @@ pub fn sgraf_from(
         img_fc,
         txt_enc,
         sim_enc,
-        host,
+        config,
     };
     Ok((model, OfficialInfo::of(ckpt)))
 }
