@@ -14,7 +14,14 @@ For each host (SAF, SGR) it writes, under `tests/fixtures/sgraf/<host>/`:
 - `train_step.json`: one training-mode step (dropout 0, BatchNorm on batch statistics, SAF's once
   per caption call) of the three images with the first three captions, in both loss modes: scores,
   hinge loss, global gradient norm, and every BatchNorm's running statistics after the first step.
+
+Under `tests/fixtures/sgraf/plugged/<host>_<mode><N>[_<variant>]/`, the same host with RCR and RAR
+plugged in as `../shared/docs/plugin-backbones.md` §3 infers (+RCR, +RAR, +RCAR at N = 1 and 2, and
+two variants with the open choices set otherwise): its checkpoint (RCAR's module names and mode keys
+in `opt`), the eval-mode score matrix and the training step, on the host directory's inputs.
 """
+import copy
+import sys
 import argparse
 import json
 from pathlib import Path
@@ -24,6 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_parity import AggregationRegulator, AlignmentVector, CorrespondenceRegulator, cross_attention  # noqa: E402
 
 IMG_DIM, WORD_DIM, EMBED, SIM, REGIONS, VOCAB = 26, 14, 44, 18, 5, 30
 LAMBDA = 9.0  # SGRAF's attention temperature, hard-coded there
@@ -172,6 +182,87 @@ class SimilarityEncoder(nn.Module):
         return torch.cat(columns, 1)
 
 
+class PluggedSimilarity(SimilarityEncoder):
+    """SAF or SGR with RCR and RAR plugged in (plugin-backbones.md §3)."""
+
+    def __init__(self, module_name, mode, steps, rar_init="host", rar_nodes="all", rar_on="reasoned",
+                 rcr_alignment="own"):
+        super().__init__(module_name)
+        self.mode, self.steps = mode, steps
+        self.rar_init, self.rar_nodes, self.rar_on = rar_init, rar_nodes, rar_on
+        n_rcr = steps if mode == "only_rcr" else max(steps - 1, 0) if mode == "coop_rcar" else 0
+        n_rar = steps if mode != "only_rcr" else 0
+        n_alv = 0 if rcr_alignment == "shared" else n_rcr
+        if n_alv:
+            self.alv_modules = nn.ModuleList([AlignmentVector(EMBED, SIM) for _ in range(n_alv)])
+        if n_rcr:
+            self.rcr_modules = nn.ModuleList([CorrespondenceRegulator(SIM, EMBED) for _ in range(n_rcr)])
+        if n_rar:
+            self.rar_modules = nn.ModuleList([AggregationRegulator(SIM, 0.4) for _ in range(n_rar)])
+
+    def layer(self, k):
+        """The alignment Linear of the regulators' pass k: its own, or the host's when shared."""
+        if hasattr(self, "alv_modules"):
+            return self.alv_modules[k].sim_transform_w
+        return self.sim_tranloc_w
+
+    def host_agg(self, x):
+        if self.module_name == "SAF":
+            return x, self.SAF_module(x)
+        for module in self.SGR_module:
+            x = module(x)
+        return x, x[:, 0, :]
+
+    def rar_input(self, x, seed):
+        raw = self.module_name == "SAF" or self.rar_on == "raw"
+        if raw and not (seed and self.rar_init == "host"):
+            items, host = x, None
+        else:
+            reasoned, host = self.host_agg(x)
+            items = x if raw else reasoned
+        if self.rar_nodes == "local_only":
+            items = items[:, 1:]
+        g = (host if self.rar_init == "host" else items.mean(1)) if seed else None
+        return items, g
+
+    def forward(self, img_emb, cap_emb, lengths, trace):
+        n_image = img_emb.size(0)
+        img_glo = self.v_global_w(img_emb, img_emb.mean(1))
+        columns = []
+        for i, n_word in enumerate(lengths):
+            cap_i = cap_emb[i, :n_word].unsqueeze(0)
+            q = cap_i.repeat(n_image, 1, 1)
+            cap_glo = self.t_global_w(cap_i, cap_i.mean(1))
+            sim_glo = l2norm(self.sim_tranglo_w((img_glo - cap_glo).pow(2)), -1)
+            m, lam = torch.ones(EMBED), LAMBDA
+
+            def local(linear):
+                return l2norm(linear((q - cross_attention(q, img_emb, m, lam)).pow(2)), -1)
+
+            def nodes(u):
+                return torch.cat([sim_glo.unsqueeze(1), u], 1)
+
+            if self.steps == 0 or self.mode == "only_rcr":
+                for k in range(self.steps if self.mode == "only_rcr" else 0):
+                    m, lam = self.rcr_modules[k](local(self.layer(k)), m, lam)
+                _, v = self.host_agg(nodes(local(self.sim_tranloc_w)))
+            elif self.mode == "only_rar":
+                items, v = self.rar_input(nodes(local(self.sim_tranloc_w)), True)
+                for rar in self.rar_modules:
+                    v = rar(items, v)
+            else:
+                v = None
+                for k in range(self.steps):
+                    u = local(self.sim_tranloc_w if k == 0 else self.layer(k - 1))
+                    items, seed = self.rar_input(nodes(u), v is None)
+                    v = seed if v is None else v
+                    if k < self.steps - 1:
+                        m, lam = self.rcr_modules[k](u, m, lam)
+                    v = self.rar_modules[k](items, v)
+            columns.append(torch.sigmoid(self.sim_eval_w(v)))
+        return torch.cat(columns, 1)
+
+
 def perturb_batch_norms(module, g):
     for bn in module.modules():
         if isinstance(bn, nn.BatchNorm1d):
@@ -205,13 +296,11 @@ def hinge(scores, hardest, margin=0.2):
 
 def train_step(modules, images, ids, lengths):
     """One training-mode step per loss mode, without dropout, on copies of `modules`."""
-    img_enc, txt_enc = ImageEncoder(), TextEncoder()
-    sim_enc = SimilarityEncoder(modules[2].module_name)
-    copies = (img_enc, txt_enc, sim_enc)
-    for copy, module in zip(copies, modules):
-        copy.load_state_dict(module.state_dict())
-        copy.train()
-        for m in copy.modules():
+    copies = tuple(copy.deepcopy(m) for m in modules)
+    img_enc, txt_enc, sim_enc = copies
+    for c in copies:
+        c.train()
+        for m in c.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
     n = images.shape[0]
@@ -296,8 +385,45 @@ def make(module_name, seed):
     stats = train_step((img_enc, txt_enc, sim_enc), images, ids, lengths)
     (out / "train_step.json").write_text(json.dumps(stats, indent=1) + "\n")
     print(module_name, "loss", stats["loss_sum"], stats["loss_max"], "grad", stats["grad_norm_sum"])
+    return (img_enc, txt_enc, sim_enc), opt, (images, ids, lengths)
+
+
+def make_plugged(host, mode, steps, variant, seed, **options):
+    """The host `make` built, with RCR/RAR plugged in; writes checkpoint, scores, training step."""
+    (img_enc, txt_enc, base), opt, (images, ids, lengths) = host
+    torch.manual_seed(seed)
+    sim_enc = PluggedSimilarity(base.module_name, mode, steps, **options)
+    missing, unexpected = sim_enc.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.split(".")[0] in ("alv_modules", "rcr_modules", "rar_modules") for k in missing)
+    sim_enc.eval()
+    with torch.no_grad():
+        sims = sim_enc(img_enc(images), txt_enc(ids, lengths), lengths, {})
+    tag = {"only_rcr": "rcr", "only_rar": "rar", "coop_rcar": "rcar"}[mode]
+    name = f"{base.module_name.lower()}_{tag}{steps}" + (f"_{variant}" if variant else "")
+    out = OUT / "plugged" / name
+    out.mkdir(parents=True, exist_ok=True)
+    plugged_opt = argparse.Namespace(
+        **vars(opt), self_regulator=mode,
+        rcr_step=steps if mode == "only_rcr" else 0,
+        rar_step=steps if mode == "only_rar" else 0,
+        rcar_step=steps if mode == "coop_rcar" else 0,
+        **options,
+    )
+    ckpt = {"epoch": 3, "model": [img_enc.state_dict(), txt_enc.state_dict(), sim_enc.state_dict()],
+            "best_rsum": 100.5, "opt": plugged_opt, "Eiters": 90}
+    torch.save(ckpt, out / "model_best.pth.tar", _use_new_zipfile_serialization=False)
+    save(out / "sims.npy", sims)
+    stats = train_step((img_enc, txt_enc, sim_enc), images, ids, lengths)
+    (out / "train_step.json").write_text(json.dumps(stats, indent=1) + "\n")
+    print(name, "loss", stats["loss_sum"], stats["loss_max"])
 
 
 if __name__ == "__main__":
-    make("SAF", 1)
-    make("SGR", 2)
+    hosts = {"SAF": make("SAF", 1), "SGR": make("SGR", 2)}
+    for k, (name, host) in enumerate(hosts.items()):
+        for mode in ("only_rcr", "only_rar", "coop_rcar"):
+            for steps in (1, 2):
+                make_plugged(host, mode, steps, "", 10 + 10 * k + steps)
+        make_plugged(host, "only_rcr", 2, "shared", 40 + k, rcr_alignment="shared")
+        make_plugged(host, "coop_rcar", 2, "mean_local_raw", 50 + k,
+                     rar_init="mean", rar_nodes="local_only", rar_on="raw")

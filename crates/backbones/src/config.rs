@@ -37,6 +37,45 @@ pub enum Mode {
     CoopRcar,
 }
 
+/// What seeds RAR's holistic vector in SAF and SGR (`../shared/docs/plugin-backbones.md` §3.3;
+/// the paper leaves it open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RarInit {
+    /// The host's own aggregation: SAF's filtered vector, SGR's reasoned global node.
+    Host,
+    /// The mean of the nodes RAR attends over, as the SCAN host seeds it.
+    Mean,
+}
+
+/// Which alignment nodes RAR attends over in SAF and SGR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RarNodes {
+    /// The global node and every word's.
+    All,
+    /// The words' nodes only.
+    LocalOnly,
+}
+
+/// Whether RAR in SGR attends over the nodes after graph reasoning or before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RarOn {
+    Reasoned,
+    Raw,
+}
+
+/// Which alignment layers RCR's extra attention passes use in SAF and SGR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RcrAlignment {
+    /// Each pass its own alignment-vector module (`alv_modules`), as RCAR's released host.
+    Own,
+    /// Every pass the host's `sim_tranloc_w` ("variant B": no new alignment modules).
+    Shared,
+}
+
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelConfig {
     /// Vocabulary size: `<mask>` included for the SCAN host (RCAR's vocabulary), not for SAF and
@@ -71,11 +110,31 @@ pub struct ModelConfig {
     /// SGR's graph-reasoning steps (`sgr_step`).
     #[config(default = 3)]
     pub sgr_step: usize,
+    /// SAF and SGR with RAR: its seed.
+    #[config(default = "RarInit::Host")]
+    pub rar_init: RarInit,
+    /// SAF and SGR with RAR: the nodes it attends over.
+    #[config(default = "RarNodes::All")]
+    pub rar_nodes: RarNodes,
+    /// SGR with RAR: reasoned or raw nodes.
+    #[config(default = "RarOn::Reasoned")]
+    pub rar_on: RarOn,
+    /// SAF and SGR with RCR: the alignment layers of its extra passes.
+    #[config(default = "RcrAlignment::Own")]
+    pub rcr_alignment: RcrAlignment,
 }
 
 /// Fields added after the first checkpoints and experiment files were written: read with their
 /// defaults where absent (Burn's `Config` derive gives serde no defaults).
-const LATER_FIELDS: [&str; 3] = ["host", "regions", "sgr_step"];
+const LATER_FIELDS: [&str; 7] = [
+    "host",
+    "regions",
+    "sgr_step",
+    "rar_init",
+    "rar_nodes",
+    "rar_on",
+    "rcr_alignment",
+];
 
 /// Reads a model configuration, taking the defaults of [`LATER_FIELDS`] where they are absent, so
 /// that configurations saved before them still load (`#[serde(deserialize_with = …)]`).
@@ -106,14 +165,24 @@ impl ModelConfig {
         }
     }
 
-    /// Numbers of (alignment-vector, RCR, RAR) modules the mode builds.
+    /// Numbers of (alignment-vector, RCR, RAR) modules the mode builds: on the SCAN host, every
+    /// pass's alignment vectors; on SAF and SGR, those beyond the host's own (`sim_tranloc_w`
+    /// serves the last +RCR pass and the first +RCAR one, or every pass with `rcr_alignment`
+    /// shared).
     pub fn module_counts(&self) -> (usize, usize, usize) {
         let n = self.steps;
-        match self.mode {
+        let (alignments, rcrs, rars) = match self.mode {
             Mode::OnlyRcr => (n, n, 0),
             Mode::OnlyRar => (1, 0, n),
             Mode::CoopRcar => (n, n.saturating_sub(1), n),
-        }
+        };
+        let alignments = match (self.host, self.mode, self.rcr_alignment) {
+            (Host::Scan, _, _) => alignments,
+            (_, _, RcrAlignment::Shared) | (_, Mode::OnlyRar, _) => 0,
+            (_, Mode::OnlyRcr, _) => n,
+            (_, Mode::CoopRcar, _) => n.saturating_sub(1),
+        };
+        (alignments, rcrs, rars)
     }
 
     /// Refuses a vocabulary file of another size than the model's: its word ids would mean other
@@ -166,26 +235,26 @@ impl ModelConfig {
         Err(rcar_data::DataError::invalid(path, problem))
     }
 
-    /// What cannot be built: SGRAF's hosts are t2i, and take no regulators yet.
+    /// What cannot be built: a RAR mode without steps on the SCAN host (whose plain aggregation
+    /// is `only_rcr`'s cosine head; on SAF and SGR, N = 0 in any mode is the host); SGRAF's hosts
+    /// other than t2i at λ₀ = 9.
     pub fn problem(&self) -> Option<&'static str> {
         match self.host {
             Host::Scan => (self.steps == 0 && self.mode != Mode::OnlyRcr)
                 .then_some("only_rar and coop_rcar need at least one step"),
-            Host::Saf | Host::Sgr if self.direction != Direction::T2i => {
+            _ if self.direction != Direction::T2i => {
                 Some("SAF and SGR are t2i hosts (SGRAF): set direction to t2i")
             }
-            Host::Saf | Host::Sgr if self.steps != 0 || self.mode != Mode::OnlyRcr => {
-                Some("SAF and SGR take no regulators yet: set mode only_rcr with 0 steps")
-            }
-            Host::Saf | Host::Sgr if self.t2i_smooth != crate::sgraf::SMOOTH => {
+            _ if self.t2i_smooth != crate::sgraf::SMOOTH => {
                 Some("SAF and SGR attend with SGRAF's hard-coded temperature: set t2i_smooth to 9")
             }
             _ => None,
         }
     }
 
-    /// Whether scores come from the sigmoid head (RAR modes) rather than the mean cosine.
+    /// Whether scores come from the sigmoid head (RAR modes, and every SAF and SGR model) rather
+    /// than the mean cosine.
     pub fn sigmoid_head(&self) -> bool {
-        self.mode != Mode::OnlyRcr
+        self.mode != Mode::OnlyRcr || self.host != Host::Scan
     }
 }

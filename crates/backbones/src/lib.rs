@@ -19,6 +19,6 @@ pub mod similarity;
 pub mod text_encoder;
 pub mod visual_sa;
 
-pub use config::{Direction, Host, Mode, ModelConfig};
+pub use config::{Direction, Host, Mode, ModelConfig, RarInit, RarNodes, RarOn, RcrAlignment};
 pub use matcher::Matcher;
 pub use model::Rcar;

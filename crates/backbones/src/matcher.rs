@@ -60,7 +60,7 @@ impl ModelConfig {
 }
 
 impl Matcher {
-    /// What the model is, for reports: `SCAN t2i coop_rcar 2`, `SGRAF SAF`.
+    /// What the model is, for reports: `SCAN t2i coop_rcar 2`, `SGRAF SAF`, `SGRAF SGR +RCAR 2`.
     pub fn describe(&self) -> String {
         match self {
             Self::Rcar(Rcar { config: c, .. }) => {
@@ -75,10 +75,21 @@ impl Matcher {
                 };
                 format!("SCAN {direction} {mode} {}", c.steps)
             }
-            Self::Sgraf(m) => match m.config.host {
-                Host::Saf => "SGRAF SAF".into(),
-                _ => "SGRAF SGR".into(),
-            },
+            Self::Sgraf(Sgraf { config: c, .. }) => {
+                let host = match c.host {
+                    Host::Saf => "SGRAF SAF",
+                    _ => "SGRAF SGR",
+                };
+                let plug = match c.mode {
+                    Mode::OnlyRcr => "RCR",
+                    Mode::OnlyRar => "RAR",
+                    Mode::CoopRcar => "RCAR",
+                };
+                match c.steps {
+                    0 => host.into(),
+                    n => format!("{host} +{plug} {n}"),
+                }
+            }
         }
     }
 
@@ -203,7 +214,7 @@ impl Matcher {
                 let caption_globals = globals.captions.clone().slice([cap.clone(), 0..e]);
                 let scores = m
                     .sim_enc
-                    .forward(&pairs, image_globals, caption_globals, None)
+                    .forward(&m.config, &pairs, image_globals, caption_globals, None)
                     .reshape([img.len(), cap.len()]);
                 Block {
                     images: img,

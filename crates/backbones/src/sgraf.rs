@@ -5,9 +5,15 @@
 //! and one local alignment per word, RCAR's alignment vector with m = 1 and λ = 9; SAF filters and
 //! pools them ([`AttentionFiltration`]), SGR reasons over them ([`GraphReasoning`], node 0 read out);
 //! a sigmoid head scores. SGRAF's encoders: one FC layer for the regions, RCAR's BiGRU text encoder.
+//!
+//! RCR and RAR plug in as `../shared/docs/plugin-backbones.md` §3 infers (the released code has
+//! no such model): +RCR N runs N extra attention passes whose alignment vectors set the factors of
+//! the host's own pass; +RAR N refines the host's aggregation over its nodes (reasoned ones, for
+//! SGR); +RCAR N alternates them, N passes. The choices the paper leaves open are fields of
+//! [`ModelConfig`]: `rar_init`, `rar_nodes`, `rar_on`, `rcr_alignment`.
 
 use crate::alignment::AlignmentVector;
-use crate::config::{Direction, Host, ModelConfig};
+use crate::config::{Direction, Host, Mode, ModelConfig, RarInit, RarNodes, RarOn};
 use crate::pairs::{grid_pairs, PairBatch};
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
@@ -20,7 +26,7 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::l2norm;
-use rcar_regulators::{AttentionFactors, Rar, RarConfig};
+use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr, RcrConfig};
 
 /// SGRAF's attention temperature, hard-coded there.
 pub const SMOOTH: f64 = 9.0;
@@ -42,6 +48,12 @@ pub struct SgrafSimilarity {
     pub sgr: Vec<GraphReasoning>,
     /// `sim_eval_w`
     pub head: Linear,
+    /// `alv_modules`: the alignment layers of the regulators' extra passes
+    pub alignments: Vec<AlignmentVector>,
+    /// `rcr_modules`
+    pub rcrs: Vec<Rcr>,
+    /// `rar_modules`
+    pub rars: Vec<Rar>,
 }
 
 /// What a block computes on the way to its scores, for the parity tests; pairs image-major.
@@ -71,6 +83,7 @@ impl SgrafSimilarity {
                     .collect(),
             ),
         };
+        let (n_alv, n_rcr, n_rar) = cfg.module_counts();
         Self {
             visual: VisualSa::new(e, cfg.regions, cfg.dropout, device),
             textual: RarConfig::new(e).with_dropout(cfg.dropout).init(device),
@@ -79,6 +92,15 @@ impl SgrafSimilarity {
             saf,
             sgr,
             head: xavier_linear(s, 1, device),
+            alignments: (0..n_alv)
+                .map(|_| AlignmentVector::new(e, s, device))
+                .collect(),
+            rcrs: (0..n_rcr)
+                .map(|_| RcrConfig::new(s, e).init(device))
+                .collect(),
+            rars: (0..n_rar)
+                .map(|_| RarConfig::new(s).with_dropout(cfg.dropout).init(device))
+                .collect(),
         }
     }
 
@@ -96,9 +118,10 @@ impl SgrafSimilarity {
     }
 
     /// Scores `[P]` of a t2i block of pairs, given the global vectors of its images `[G, E]` and
-    /// captions `[n, E]`.
+    /// captions `[n, E]`. The trace holds the host's own pass and first aggregation.
     pub fn forward(
         &self,
+        cfg: &ModelConfig,
         pairs: &PairBatch,
         image_globals: Tensor<2>,
         caption_globals: Tensor<2>,
@@ -106,41 +129,164 @@ impl SgrafSimilarity {
     ) -> Tensor<1> {
         let (g, n) = pairs.shape();
         let e = image_globals.dims()[1];
-        let local = self
-            .local
-            .forward(pairs, &AttentionFactors::initial(SMOOTH));
         let diff = image_globals.reshape([g, 1, e]) - caption_globals.reshape([1, n, e]);
         let global = l2norm(self.global.forward(diff.powi_scalar(2).reshape([g * n, e])));
-        let nodes = Tensor::cat(vec![global.clone().unsqueeze_dim(1), local.clone()], 1);
         let words = pairs
             .pair_query_valid()
             .expect("t2i pairs carry their words' mask");
-        let valid =
-            Tensor::<2, Bool>::cat(vec![Tensor::ones([g * n, 1], &words.device()), words], 1);
+        let valid = Tensor::<2, Bool>::cat(
+            vec![Tensor::ones([g * n, 1], &words.device()), words.clone()],
+            1,
+        );
+        let nodes = Nodes {
+            global,
+            valid,
+            words,
+            captions: n,
+        };
         if let Some(t) = trace.as_deref_mut() {
-            t.global = Some(global);
-            t.local = Some(local);
+            t.global = Some(nodes.global.clone());
         }
-        let aggregated = match &self.saf {
-            Some(saf) => {
+        let mut factors = AttentionFactors::initial(SMOOTH);
+        // The alignment layer of pass `k` of the regulators' own passes; the host's where shared.
+        let alignment = |k: usize| self.alignments.get(k).unwrap_or(&self.local);
+        let holistic = match cfg.mode {
+            // N = 0 in any mode is the host itself.
+            _ if self.rars.is_empty() => {
+                for (k, rcr) in self.rcrs.iter().enumerate() {
+                    factors = rcr.forward(alignment(k).forward(pairs, &factors), factors);
+                }
+                let local = self.local.forward(pairs, &factors);
                 if let Some(t) = trace.as_deref_mut() {
-                    t.saf_weights = Some(saf.weights(nodes.clone(), &valid, n));
+                    t.local = Some(local.clone());
                 }
-                saf.forward(nodes, &valid, n)
+                self.aggregate(nodes.with(local), &nodes, &mut trace).1
             }
-            None => {
-                let mut nodes = nodes;
-                for step in &self.sgr {
-                    nodes = step.forward(nodes, &valid);
-                    if let Some(t) = trace.as_deref_mut() {
-                        t.sgr_nodes.push(nodes.clone());
-                    }
+            // only_rar (only_rcr has no RAR: above)
+            Mode::OnlyRar | Mode::OnlyRcr => {
+                let local = self.local.forward(pairs, &factors);
+                if let Some(t) = trace.as_deref_mut() {
+                    t.local = Some(local.clone());
                 }
-                let [p, _, s] = nodes.dims();
-                nodes.slice([0..p, 0..1, 0..s]).reshape([p, s])
+                let (items, valid, seed) =
+                    self.rar_input(cfg, nodes.with(local), &nodes, true, &mut trace);
+                let mut holistic = seed.expect("a seed at the first step");
+                for rar in &self.rars {
+                    holistic = rar.forward(items.clone(), holistic, Some(&valid), None);
+                }
+                holistic
+            }
+            Mode::CoopRcar => {
+                let mut holistic = None;
+                for (k, rar) in self.rars.iter().enumerate() {
+                    let layer = if k == 0 {
+                        &self.local
+                    } else {
+                        alignment(k - 1)
+                    };
+                    let local = layer.forward(pairs, &factors);
+                    if k == 0 {
+                        if let Some(t) = trace.as_deref_mut() {
+                            t.local = Some(local.clone());
+                        }
+                    }
+                    let first = holistic.is_none();
+                    let (items, valid, seed) =
+                        self.rar_input(cfg, nodes.with(local.clone()), &nodes, first, &mut trace);
+                    let previous = holistic.take().or(seed).expect("a seed at the first step");
+                    if let Some(rcr) = self.rcrs.get(k) {
+                        factors = rcr.forward(local, factors);
+                    }
+                    holistic = Some(rar.forward(items, previous, Some(&valid), None));
+                }
+                holistic.expect("at least one step")
             }
         };
-        sigmoid(self.head.forward(aggregated)).reshape([g * n])
+        sigmoid(self.head.forward(holistic)).reshape([g * n])
+    }
+
+    /// The host's aggregation of nodes `x`: the nodes RAR would see after it (SGR's reasoned ones,
+    /// SAF's unchanged) and the aggregated vector `[P, S]` (SAF's filtered one, SGR's node 0).
+    fn aggregate(
+        &self,
+        x: Tensor<3>,
+        nodes: &Nodes,
+        trace: &mut Option<&mut SgrafTrace>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let record = trace
+            .as_ref()
+            .is_some_and(|t| t.saf_weights.is_none() && t.sgr_nodes.is_empty());
+        match &self.saf {
+            Some(saf) => {
+                if let (Some(t), true) = (trace.as_deref_mut(), record) {
+                    t.saf_weights = Some(saf.weights(x.clone(), &nodes.valid, nodes.captions));
+                }
+                let v = saf.forward(x.clone(), &nodes.valid, nodes.captions);
+                (x, v)
+            }
+            None => {
+                let mut x = x;
+                for step in &self.sgr {
+                    x = step.forward(x, &nodes.valid);
+                    if let (Some(t), true) = (trace.as_deref_mut(), record) {
+                        t.sgr_nodes.push(x.clone());
+                    }
+                }
+                let [p, _, s] = x.dims();
+                let v = x.clone().slice([0..p, 0..1, 0..s]).reshape([p, s]);
+                (x, v)
+            }
+        }
+    }
+
+    /// What RAR attends over given a pass's nodes `x` (`rar_on`, `rar_nodes`), their mask, and,
+    /// where `seed`, its first holistic vector (`rar_init`).
+    fn rar_input(
+        &self,
+        cfg: &ModelConfig,
+        x: Tensor<3>,
+        nodes: &Nodes,
+        seed: bool,
+        trace: &mut Option<&mut SgrafTrace>,
+    ) -> (Tensor<3>, Tensor<2, Bool>, Option<Tensor<2>>) {
+        let raw = self.saf.is_some() || cfg.rar_on == RarOn::Raw;
+        let host_seed = seed && cfg.rar_init == RarInit::Host;
+        let (items, host) = if raw && !host_seed {
+            (x, None)
+        } else {
+            let (reasoned, aggregated) = self.aggregate(x.clone(), nodes, trace);
+            (if raw { x } else { reasoned }, Some(aggregated))
+        };
+        let (items, valid) = match cfg.rar_nodes {
+            RarNodes::All => (items, nodes.valid.clone()),
+            RarNodes::LocalOnly => {
+                let [p, k, s] = items.dims();
+                (items.slice([0..p, 1..k, 0..s]), nodes.words.clone())
+            }
+        };
+        let seed = match (seed, cfg.rar_init) {
+            (false, _) => None,
+            (true, RarInit::Host) => host,
+            (true, RarInit::Mean) => Some(masked_mean(items.clone(), Some(&valid))),
+        };
+        (items, valid, seed)
+    }
+}
+
+/// A block's global alignments `[P, S]` and node masks: what every pass's nodes share.
+struct Nodes {
+    global: Tensor<2>,
+    /// `[P, q + 1]`: node 0 (global) and the real words
+    valid: Tensor<2, Bool>,
+    /// `[P, q]`: the real words
+    words: Tensor<2, Bool>,
+    captions: usize,
+}
+
+impl Nodes {
+    /// The nodes `[P, q + 1, S]` of a pass's local alignments `[P, q, S]`: the global one first.
+    fn with(&self, local: Tensor<3>) -> Tensor<3> {
+        Tensor::cat(vec![self.global.clone().unsqueeze_dim(1), local], 1)
     }
 }
 
@@ -205,7 +351,7 @@ impl Sgraf {
             0..n_cap,
         );
         self.sim_enc
-            .forward(&pairs, image_globals, caption_globals, trace)
+            .forward(&self.config, &pairs, image_globals, caption_globals, trace)
             .reshape([n_img, n_cap])
     }
 }

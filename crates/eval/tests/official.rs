@@ -26,18 +26,30 @@ fn fixtures() -> PathBuf {
 #[test]
 fn evaluation_reproduces_the_reference_matrix() {
     let device = Device::flex();
-    let rcar = ["t2i_rcar2", "i2t_rcar2", "t2i_base", "i2t_rar2"]
-        .map(|name| (format!("parity/{name}"), "checkpoint.pth"));
-    let sgraf = ["saf", "sgr"].map(|name| (format!("sgraf/{name}"), "model_best.pth.tar"));
-    for (name, file) in rcar.into_iter().chain(sgraf) {
+    // (model and reference directory, checkpoint file, inputs directory)
+    let rcar = ["t2i_rcar2", "i2t_rcar2", "t2i_base", "i2t_rar2"].map(|name| {
+        let dir = format!("parity/{name}");
+        (dir.clone(), "checkpoint.pth", dir)
+    });
+    let sgraf = ["saf", "sgr"].map(|name| {
+        let dir = format!("sgraf/{name}");
+        (dir.clone(), "model_best.pth.tar", dir)
+    });
+    // RCR and RAR plugged into them: their scores on the host fixtures' inputs.
+    let plugged = ["saf_rcar2", "sgr_rcr2", "sgr_rcar2_mean_local_raw"].map(|name| {
+        let host = format!("sgraf/{}", &name[..3]);
+        (format!("sgraf/plugged/{name}"), "model_best.pth.tar", host)
+    });
+    for (name, file, inputs_dir) in rcar.into_iter().chain(sgraf).chain(plugged) {
         let dir = fixtures().join(&name);
         let model = load_any(&dir.join(file), &device).unwrap();
+        let inputs_dir = fixtures().join(inputs_dir);
         let inputs: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("inputs.json")).unwrap())
+            serde_json::from_str(&std::fs::read_to_string(inputs_dir.join("inputs.json")).unwrap())
                 .unwrap();
         let rows: Vec<Vec<u32>> = serde_json::from_value(inputs["ids"].clone()).unwrap();
         let lengths: Vec<usize> = serde_json::from_value(inputs["lengths"].clone()).unwrap();
-        let (shape, data) = read_f32(&dir.join("images.npy")).unwrap();
+        let (shape, data) = read_f32(&inputs_dir.join("images.npy")).unwrap();
         let tokens = TokenBatch {
             max_len: rows[0].len(),
             ids: rows.concat(),

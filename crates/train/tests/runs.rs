@@ -172,21 +172,42 @@ fn sgraf_config(data: &Path, host: Host) -> TrainConfig {
 
 #[test]
 fn sgraf_hosts_train_with_their_recipe_resume_exactly_and_evaluate() {
+    // With and without regulators plugged in.
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     dataset(&data);
-    for (host, name) in [(Host::Saf, "SGRAF SAF"), (Host::Sgr, "SGRAF SGR")] {
-        let full = tmp.path().join(format!("{host:?}"));
-        train(sgraf_config(&data, host), &full, None);
+    let plugged = |host, mode, steps| {
+        let mut cfg = sgraf_config(&data, host);
+        cfg.model.mode = mode;
+        cfg.model.steps = steps;
+        cfg
+    };
+    let runs = [
+        ("saf", sgraf_config(&data, Host::Saf), "SGRAF SAF"),
+        ("sgr", sgraf_config(&data, Host::Sgr), "SGRAF SGR"),
+        (
+            "sgr-rcar",
+            plugged(Host::Sgr, Mode::CoopRcar, 2),
+            "SGRAF SGR +RCAR 2",
+        ),
+        (
+            "saf-rcr",
+            plugged(Host::Saf, Mode::OnlyRcr, 1),
+            "SGRAF SAF +RCR 1",
+        ),
+    ];
+    for (host, cfg, name) in runs {
+        let full = tmp.path().join(host);
+        train(cfg.clone(), &full, None);
         let reference = log(&full);
         assert_eq!(reference.len(), 32);
         assert!(reference
             .iter()
             .all(|v| v["kind"] != "step" || v["loss_mode"] == "hardest"));
         // Resumed after step 10 (checkpoint at 8): the same run, bit for bit.
-        let cut = tmp.path().join(format!("{host:?}-cut"));
-        train(sgraf_config(&data, host), &cut, Some(10));
+        let cut = tmp.path().join(format!("{host}-cut"));
+        train(cfg, &cut, Some(10));
         let device = Device::flex().autodiff();
         let mut resumed = Trainer::resume(&cut, &device, |_| {}).unwrap();
         resumed.run(&mut Silent, None).unwrap();

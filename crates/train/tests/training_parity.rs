@@ -92,19 +92,28 @@ fn floats(t: Tensor<1>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
-/// The model of fixture `host` on `device`, without dropout.
-fn sgraf_model(host: &str, device: &Device) -> Sgraf {
-    let (mut model, _) = load_sgraf(&sgraf_dir(host).join("model_best.pth.tar"), device).unwrap();
+/// The model of fixture directory `name` on `device`, without dropout.
+fn sgraf_model(name: &str, device: &Device) -> Sgraf {
+    let (mut model, _) = load_sgraf(&sgraf_dir(name).join("model_best.pth.tar"), device).unwrap();
     model.txt_enc.dropout.prob = 0.0;
     model.sim_enc.visual.dropout.prob = 0.0;
     model.sim_enc.textual.dropout.prob = 0.0;
+    for rar in &mut model.sim_enc.rars {
+        rar.dropout.prob = 0.0;
+    }
     model
 }
 
+/// The training step of fixture directory `name` (a host, or `plugged/…`) on the inputs of the
+/// host fixture `host`.
 fn check_sgraf(host: &str) {
+    check_sgraf_model(host, host);
+}
+
+fn check_sgraf_model(name: &str, host: &str) {
     let device = Device::flex().autodiff();
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(sgraf_dir(host).join("train_step.json")).unwrap(),
+        &std::fs::read_to_string(sgraf_dir(name).join("train_step.json")).unwrap(),
     )
     .unwrap();
     let inputs: serde_json::Value = serde_json::from_str(
@@ -116,7 +125,8 @@ fn check_sgraf(host: &str) {
     let (shape, data) = read_f32(&sgraf_dir(host).join("images.npy")).unwrap();
     let n = shape[0];
     let (rows, lengths) = (&rows[..n], &lengths[..n]);
-    let model = sgraf_model(host, &device);
+    let model = sgraf_model(name, &device);
+    let host = name;
     for (mode, key) in [(LossMode::Sum, "sum"), (LossMode::Hardest, "max")] {
         let images = Tensor::from_data(TensorData::new(data.clone(), shape.clone()), &device);
         let ids: Tensor<2, Int> =
@@ -182,4 +192,20 @@ fn a_saf_training_step_matches_the_reference() {
 #[test]
 fn an_sgr_training_step_matches_the_reference() {
     check_sgraf("sgr");
+}
+
+/// RCR and RAR plugged into SAF and SGR (`plugged/`, every mode at N = 1 and 2, and the variants).
+#[test]
+fn plugged_sgraf_training_steps_match_the_reference() {
+    let dir = sgraf_dir("plugged");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 16);
+    for name in names {
+        let host = &name[..3];
+        check_sgraf_model(&format!("plugged/{name}"), host);
+    }
 }

@@ -104,23 +104,7 @@ pub fn config_from_opt(
             ))
         }
     };
-    let (mode, steps) = match string("self_regulator")? {
-        "only_rcr" => (Mode::OnlyRcr, int("rcr_step")?),
-        "only_rar" => (Mode::OnlyRar, int("rar_step")?),
-        "coop_rcar" => (Mode::CoopRcar, int("rcar_step")?),
-        other => {
-            return Err(DataError::invalid(
-                path,
-                format!("opt.self_regulator {other:?} is not a known mode"),
-            ))
-        }
-    };
-    if mode != Mode::OnlyRcr && steps == 0 {
-        return Err(DataError::invalid(
-            path,
-            "a RAR mode with 0 steps has no aggregation",
-        ));
-    }
+    let (mode, steps) = regulator_mode(path, opt)?;
     Ok(ModelConfig::new(int("vocab_size")?, direction, mode, steps)
         .with_img_dim(int("img_dim")?)
         .with_word_dim(int("word_dim")?)
@@ -298,24 +282,42 @@ impl<'a> Weights<'a> {
     }
 }
 
-fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
-    let (e, s, wd) = (cfg.embed_size, cfg.sim_dim, cfg.word_dim);
-    let bn = w.batch_norm("img_enc.mlp.bns.0", e / 2)?;
-    let img_enc = ImageEncoder {
-        fc: w.linear("img_enc.fc", cfg.img_dim, e)?,
-        mlp_hidden: w.linear("img_enc.mlp.layers.0", cfg.img_dim, e / 2)?,
-        mlp_bn: bn,
-        mlp_out: w.linear("img_enc.mlp.layers.1", e / 2, e)?,
+/// The regulators' mode and step count from `opt.self_regulator` and its step key.
+pub(super) fn regulator_mode(
+    path: &Path,
+    opt: &BTreeMap<String, OptValue>,
+) -> Result<(Mode, usize), DataError> {
+    let int = |k: &str| opt_count(path, opt, k);
+    let (mode, steps) = match opt.get("self_regulator") {
+        Some(OptValue::Str(s)) if s == "only_rcr" => (Mode::OnlyRcr, int("rcr_step")?),
+        Some(OptValue::Str(s)) if s == "only_rar" => (Mode::OnlyRar, int("rar_step")?),
+        Some(OptValue::Str(s)) if s == "coop_rcar" => (Mode::CoopRcar, int("rcar_step")?),
+        Some(OptValue::Str(other)) => {
+            return Err(DataError::invalid(
+                path,
+                format!("opt.self_regulator {other:?} is not a known mode"),
+            ))
+        }
+        _ => return Err(missing_opt(path, "self_regulator")),
     };
-    let txt_enc = w.text_encoder(
-        "txt_enc.embed",
-        "txt_enc.rnn",
-        [cfg.vocab_size, wd],
-        e,
-        cfg.dropout,
-    )?;
+    if mode != Mode::OnlyRcr && steps == 0 {
+        return Err(DataError::invalid(
+            path,
+            "a RAR mode with 0 steps has no aggregation",
+        ));
+    }
+    Ok((mode, steps))
+}
+
+/// The regulators' modules under `sim` (`alv_modules`, `rcr_modules`, `rar_modules`), as many as
+/// `cfg` builds.
+pub(super) fn regulators(
+    cfg: &ModelConfig,
+    w: &mut Weights,
+    sim: &str,
+) -> Result<(Vec<AlignmentVector>, Vec<Rcr>, Vec<Rar>), DataError> {
+    let (e, s) = (cfg.embed_size, cfg.sim_dim);
     let (n_alv, n_rcr, n_rar) = cfg.module_counts();
-    let sim = "sim_enc";
     let alignments = (0..n_alv)
         .map(|i| {
             Ok(AlignmentVector {
@@ -344,6 +346,27 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
             })
         })
         .collect::<Result<_, DataError>>()?;
+    Ok((alignments, rcrs, rars))
+}
+
+fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Rcar, DataError> {
+    let (e, s, wd) = (cfg.embed_size, cfg.sim_dim, cfg.word_dim);
+    let bn = w.batch_norm("img_enc.mlp.bns.0", e / 2)?;
+    let img_enc = ImageEncoder {
+        fc: w.linear("img_enc.fc", cfg.img_dim, e)?,
+        mlp_hidden: w.linear("img_enc.mlp.layers.0", cfg.img_dim, e / 2)?,
+        mlp_bn: bn,
+        mlp_out: w.linear("img_enc.mlp.layers.1", e / 2, e)?,
+    };
+    let txt_enc = w.text_encoder(
+        "txt_enc.embed",
+        "txt_enc.rnn",
+        [cfg.vocab_size, wd],
+        e,
+        cfg.dropout,
+    )?;
+    let sim = "sim_enc";
+    let (alignments, rcrs, rars) = regulators(cfg, w, sim)?;
     let head = if cfg.sigmoid_head() {
         Some(w.linear(&format!("{sim}.sim_eval_w"), s, 1)?)
     } else {

@@ -3,10 +3,10 @@
 //! namespace of SGRAF's `train.py`. Sizes come from `opt`, the number of region slots from
 //! VisualSA's BatchNorm; every tensor is checked for shape and none may be left unused.
 
-use super::official::{opt_count, OfficialInfo, Weights};
+use super::official::{opt_count, regulator_mode, regulators, OfficialInfo, Weights};
 use super::pth::{read_pth, OptValue, TorchCheckpoint};
 use crate::alignment::AlignmentVector;
-use crate::config::{Direction, Host, Mode, ModelConfig};
+use crate::config::{Direction, Host, Mode, ModelConfig, RarInit, RarNodes, RarOn, RcrAlignment};
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
 use crate::sgraf::{Sgraf, SgrafSimilarity, SMOOTH};
@@ -15,6 +15,7 @@ use burn::nn::DropoutConfig;
 use burn::tensor::Device;
 use rcar_data::DataError;
 use rcar_regulators::Rar;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// SGRAF's dropout (embedding, VisualSA, TextSA).
@@ -69,7 +70,13 @@ pub fn sgraf_from(
             ))
         }
     };
-    let config = ModelConfig::new(int("vocab_size")?, Direction::T2i, Mode::OnlyRcr, 0)
+    // RCR and RAR plugged in (this project's extension): RCAR's mode keys and module names.
+    let (mode, steps) = if ckpt.opt.contains_key("self_regulator") {
+        regulator_mode(path, &ckpt.opt)?
+    } else {
+        (Mode::OnlyRcr, 0)
+    };
+    let config = ModelConfig::new(int("vocab_size")?, Direction::T2i, mode, steps)
         .with_img_dim(int("img_dim")?)
         .with_word_dim(int("word_dim")?)
         .with_embed_size(e)
@@ -82,6 +89,7 @@ pub fn sgraf_from(
         Host::Sgr => config.with_sgr_step(int("sgr_step")?),
         _ => config,
     };
+    let config = plugin_options(path, &ckpt.opt, config)?;
     let img_fc = w.linear("0.fc", config.img_dim, e)?;
     let txt_enc = w.text_encoder(
         "1.embed",
@@ -126,6 +134,7 @@ pub fn sgraf_from(
             (None, steps)
         }
     };
+    let (alignments, rcrs, rars) = regulators(&config, &mut w, "2")?;
     let sim_enc = SgrafSimilarity {
         visual,
         textual,
@@ -136,6 +145,9 @@ pub fn sgraf_from(
         saf,
         sgr,
         head: w.linear("2.sim_eval_w", s, 1)?,
+        alignments,
+        rcrs,
+        rars,
     };
     w.check_all_used(|_| false, &format!("an SGRAF {host:?} model"))?;
     let model = Sgraf {
@@ -145,4 +157,39 @@ pub fn sgraf_from(
         config,
     };
     Ok((model, OfficialInfo::of(ckpt)))
+}
+
+/// The plug-in choices (`rar_init`, `rar_nodes`, `rar_on`, `rcr_alignment`) where `opt` names
+/// them; absent ones keep their defaults.
+fn plugin_options(
+    path: &Path,
+    opt: &BTreeMap<String, OptValue>,
+    config: ModelConfig,
+) -> Result<ModelConfig, DataError> {
+    let choice = |key: &str, values: &[&str]| -> Result<Option<usize>, DataError> {
+        match opt.get(key) {
+            None => Ok(None),
+            Some(OptValue::Str(v)) if values.contains(&v.as_str()) => {
+                Ok(values.iter().position(|x| x == v))
+            }
+            Some(other) => Err(DataError::invalid(
+                path,
+                format!("opt.{key} is {other:?}, not one of {values:?}"),
+            )),
+        }
+    };
+    let mut config = config;
+    if let Some(k) = choice("rar_init", &["host", "mean"])? {
+        config.rar_init = [RarInit::Host, RarInit::Mean][k];
+    }
+    if let Some(k) = choice("rar_nodes", &["all", "local_only"])? {
+        config.rar_nodes = [RarNodes::All, RarNodes::LocalOnly][k];
+    }
+    if let Some(k) = choice("rar_on", &["reasoned", "raw"])? {
+        config.rar_on = [RarOn::Reasoned, RarOn::Raw][k];
+    }
+    if let Some(k) = choice("rcr_alignment", &["own", "shared"])? {
+        config.rcr_alignment = [RcrAlignment::Own, RcrAlignment::Shared][k];
+    }
+    Ok(config)
 }
