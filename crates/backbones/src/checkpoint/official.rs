@@ -309,13 +309,15 @@ pub(super) fn regulator_mode(
     Ok((mode, steps))
 }
 
-/// The regulators' modules under `sim` (`alv_modules`, `rcr_modules`, `rar_modules`), as many as
-/// `cfg` builds.
+/// A similarity encoder's `alv_modules`, `rcr_modules` and `rar_modules`.
+pub(super) type RegulatorModules = (Vec<AlignmentVector>, Vec<Rcr>, Vec<Rar>);
+
+/// The regulators' modules under `sim`, as many as `cfg` builds.
 pub(super) fn regulators(
     cfg: &ModelConfig,
     w: &mut Weights,
     sim: &str,
-) -> Result<(Vec<AlignmentVector>, Vec<Rcr>, Vec<Rar>), DataError> {
+) -> Result<RegulatorModules, DataError> {
     let (e, s) = (cfg.embed_size, cfg.sim_dim);
     let (n_alv, n_rcr, n_rar) = cfg.module_counts();
     let alignments = (0..n_alv)
