@@ -23,6 +23,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Int, Tensor};
+use rcar_regulators::host::{self, HostPass, RarInput};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::l2norm;
@@ -147,60 +148,25 @@ impl SgrafSimilarity {
         if let Some(t) = trace.as_deref_mut() {
             t.global = Some(nodes.global.clone());
         }
-        let mut factors = AttentionFactors::initial(SMOOTH);
-        // The alignment layer of pass `k` of the regulators' own passes; the host's where shared.
-        let alignment = |k: usize| self.alignments.get(k).unwrap_or(&self.local);
+        let mut pass = SgrafPass {
+            similarity: self,
+            cfg,
+            pairs,
+            nodes: &nodes,
+            trace: trace.as_deref_mut(),
+        };
         let holistic = match cfg.mode {
             // N = 0 in any mode is the host itself.
             _ if self.rars.is_empty() => {
-                for (k, rcr) in self.rcrs.iter().enumerate() {
-                    factors = rcr.forward(alignment(k).forward(pairs, &factors), factors);
-                }
+                let factors = host::correspond(&mut pass, &self.rcrs, SMOOTH);
                 let local = self.local.forward(pairs, &factors);
                 if let Some(t) = trace.as_deref_mut() {
                     t.local = Some(local.clone());
                 }
                 self.aggregate(nodes.with(local), &nodes, &mut trace).1
             }
-            // only_rar (only_rcr has no RAR: above)
-            Mode::OnlyRar | Mode::OnlyRcr => {
-                let local = self.local.forward(pairs, &factors);
-                if let Some(t) = trace.as_deref_mut() {
-                    t.local = Some(local.clone());
-                }
-                let (items, valid, seed) =
-                    self.rar_input(cfg, nodes.with(local), &nodes, true, &mut trace);
-                let mut holistic = seed.expect("a seed at the first step");
-                for rar in &self.rars {
-                    holistic = rar.forward(items.clone(), holistic, Some(&valid), None);
-                }
-                holistic
-            }
-            Mode::CoopRcar => {
-                let mut holistic = None;
-                for (k, rar) in self.rars.iter().enumerate() {
-                    let layer = if k == 0 {
-                        &self.local
-                    } else {
-                        alignment(k - 1)
-                    };
-                    let local = layer.forward(pairs, &factors);
-                    if k == 0 {
-                        if let Some(t) = trace.as_deref_mut() {
-                            t.local = Some(local.clone());
-                        }
-                    }
-                    let first = holistic.is_none();
-                    let (items, valid, seed) =
-                        self.rar_input(cfg, nodes.with(local.clone()), &nodes, first, &mut trace);
-                    let previous = holistic.take().or(seed).expect("a seed at the first step");
-                    if let Some(rcr) = self.rcrs.get(k) {
-                        factors = rcr.forward(local, factors);
-                    }
-                    holistic = Some(rar.forward(items, previous, Some(&valid), None));
-                }
-                holistic.expect("at least one step")
-            }
+            Mode::CoopRcar => host::cooperate(&mut pass, &self.rcrs, &self.rars, SMOOTH),
+            _ => host::aggregate(&mut pass, &self.rars, SMOOTH),
         };
         sigmoid(self.head.forward(holistic)).reshape([g * n])
     }
@@ -270,6 +236,49 @@ impl SgrafSimilarity {
             (true, RarInit::Mean) => Some(masked_mean(items.clone(), Some(&valid))),
         };
         (items, valid, seed)
+    }
+}
+
+/// SAF's and SGR's side of the regulators' contract for one block: the host's `sim_tranloc_w`
+/// aligns its own pass (the first of +RAR and +RCAR, the last of +RCR, which the host runs
+/// itself), `alv_modules` the others (or `sim_tranloc_w` with `rcr_alignment` shared); RAR's items
+/// and seed as `rar_input` gives them.
+struct SgrafPass<'a, 't> {
+    similarity: &'a SgrafSimilarity,
+    cfg: &'a ModelConfig,
+    pairs: &'a PairBatch,
+    nodes: &'a Nodes,
+    trace: Option<&'t mut SgrafTrace>,
+}
+
+impl HostPass for SgrafPass<'_, '_> {
+    fn align(&mut self, pass: usize, factors: &AttentionFactors) -> Tensor<3> {
+        let sim = self.similarity;
+        let own = |k: usize| sim.alignments.get(k).unwrap_or(&sim.local);
+        let layer = match (self.cfg.mode, pass) {
+            (Mode::OnlyRcr, k) => own(k),
+            (Mode::CoopRcar, 1..) => own(pass - 1),
+            _ => &sim.local,
+        };
+        let local = layer.forward(self.pairs, factors);
+        if let (Some(t), Mode::OnlyRar | Mode::CoopRcar, 0) =
+            (self.trace.as_deref_mut(), self.cfg.mode, pass)
+        {
+            t.local = Some(local.clone());
+        }
+        local
+    }
+
+    fn rar_input(&mut self, _pass: usize, alignments: Tensor<3>, first: bool) -> RarInput {
+        let nodes = self.nodes.with(alignments);
+        let (items, valid, seed) =
+            self.similarity
+                .rar_input(self.cfg, nodes, self.nodes, first, &mut self.trace);
+        RarInput {
+            items,
+            valid: Some(valid),
+            seed,
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use crate::pairs::{grid_pairs, PairBatch};
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
+use rcar_regulators::host::{self, HostPass, RarInput};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::cosine;
@@ -88,58 +89,27 @@ impl SimilarityEncoder {
         cfg: &ModelConfig,
         pairs: &PairBatch,
         dropout: Option<&PairDropout>,
-        mut trace: Option<&mut Trace>,
+        trace: Option<&mut Trace>,
     ) -> Tensor<1> {
-        let masks = |module: usize| {
-            dropout.map(|dropout| ModuleMasks {
-                dropout,
-                pairs: &pairs.ids,
-                module,
-            })
-        };
         let qv = pairs.pair_query_valid();
-        let qv = qv.as_ref();
-        let mut factors = AttentionFactors::initial(cfg.smooth());
+        let mut host = ScanPass {
+            encoder: self,
+            pairs,
+            valid: qv.clone(),
+            dropout,
+            trace,
+        };
         let holistic = match cfg.mode {
             Mode::OnlyRcr => {
-                for (alv, rcr) in self.alignments.iter().zip(&self.rcrs) {
-                    let u = alv.forward(pairs, &factors);
-                    Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
-                    factors = rcr.forward(u, factors);
-                    Trace::record(&mut trace, |t| t.push_factors(&factors));
-                }
+                let factors = host::correspond(&mut host, &self.rcrs, cfg.smooth());
                 let (g, n) = pairs.shape();
                 let [_, q, e] = pairs.query.dims();
                 let attended = cross_attention(pairs, &factors).reshape([g, n, q, e]);
                 let cos: Tensor<3> = cosine(pairs.query.clone().unsqueeze_dim::<4>(0), attended);
-                return masked_mean(cos.reshape([g * n, q, 1]), qv).reshape([g * n]);
+                return masked_mean(cos.reshape([g * n, q, 1]), qv.as_ref()).reshape([g * n]);
             }
-            Mode::OnlyRar => {
-                let u = self.alignments[0].forward(pairs, &factors);
-                Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
-                let mut g = masked_mean(u.clone(), qv);
-                for (s, rar) in self.rars.iter().enumerate() {
-                    g = rar.forward(u.clone(), g, qv, masks(s));
-                    Trace::record(&mut trace, |t| t.holistic.push(g.clone()));
-                }
-                g
-            }
-            Mode::CoopRcar => {
-                let mut g = None;
-                for (s, (alv, rar)) in self.alignments.iter().zip(&self.rars).enumerate() {
-                    let u = alv.forward(pairs, &factors);
-                    Trace::record(&mut trace, |t| t.alignments.push(u.clone()));
-                    let prev = g.take().unwrap_or_else(|| masked_mean(u.clone(), qv));
-                    if let Some(rcr) = self.rcrs.get(s) {
-                        factors = rcr.forward(u.clone(), factors);
-                        Trace::record(&mut trace, |t| t.push_factors(&factors));
-                    }
-                    let next = rar.forward(u, prev, qv, masks(s));
-                    Trace::record(&mut trace, |t| t.holistic.push(next.clone()));
-                    g = Some(next);
-                }
-                g.expect("coop_rcar needs at least one step")
-            }
+            Mode::OnlyRar => host::aggregate(&mut host, &self.rars, cfg.smooth()),
+            Mode::CoopRcar => host::cooperate(&mut host, &self.rcrs, &self.rars, cfg.smooth()),
         };
         let head = self.head.as_ref().expect("RAR modes have a scoring head");
         let [p, _] = holistic.dims();
@@ -251,4 +221,46 @@ pub fn block_ranges(
             Direction::I2t => (items, groups),
         })
         .collect()
+}
+
+/// The SCAN host's side of the regulators' contract for one block: pass k aligns with
+/// `alv_modules.k`; RAR attends over the query tokens' alignment vectors, seeded by their mean.
+struct ScanPass<'a, 't> {
+    encoder: &'a SimilarityEncoder,
+    pairs: &'a PairBatch,
+    valid: Option<Tensor<2, Bool>>,
+    dropout: Option<&'a PairDropout>,
+    trace: Option<&'t mut Trace>,
+}
+
+impl HostPass for ScanPass<'_, '_> {
+    fn align(&mut self, pass: usize, factors: &AttentionFactors) -> Tensor<3> {
+        let u = self.encoder.alignments[pass].forward(self.pairs, factors);
+        Trace::record(&mut self.trace, |t| t.alignments.push(u.clone()));
+        u
+    }
+
+    fn rar_input(&mut self, _pass: usize, alignments: Tensor<3>, first: bool) -> RarInput {
+        RarInput {
+            seed: first.then(|| masked_mean(alignments.clone(), self.valid.as_ref())),
+            items: alignments,
+            valid: self.valid.clone(),
+        }
+    }
+
+    fn rar_masks(&self, module: usize) -> Option<ModuleMasks<'_>> {
+        self.dropout.map(|dropout| ModuleMasks {
+            dropout,
+            pairs: &self.pairs.ids,
+            module,
+        })
+    }
+
+    fn factors_set(&mut self, factors: &AttentionFactors) {
+        Trace::record(&mut self.trace, |t| t.push_factors(factors));
+    }
+
+    fn holistic_set(&mut self, holistic: &Tensor<2>) {
+        Trace::record(&mut self.trace, |t| t.holistic.push(holistic.clone()));
+    }
 }

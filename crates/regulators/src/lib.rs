@@ -8,10 +8,12 @@
 //!
 //! A backbone hosts them through plain data: it must accept [`AttentionFactors`] in its
 //! cross-attention step and produce per-token alignment vectors `[pairs, tokens, S]` (with a token
-//! mask where tokens are padded).
+//! mask where tokens are padded). [`host`] writes that contract down ([`host::HostPass`]) with the
+//! four hosts of this project as its examples, and drives the three modes over any host.
 
 pub mod activation;
 pub mod factors;
+pub mod host;
 pub mod init;
 pub mod masked;
 pub mod norm;
