@@ -12,7 +12,7 @@ use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::{evaluate, EvalOptions};
 use rcar_train::{initial_model, TrainConfig, Trainer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -31,17 +31,20 @@ pub struct DemoArgs {
     pub backend: String,
 }
 
+/// Generates the synthetic dataset in `data` unless it is there; its vocabulary file.
+pub fn ensure_synthetic(data: &Path) -> Result<PathBuf> {
+    let vocab_path = data.join("vocab.json");
+    if !vocab_path.exists() {
+        println!("generating the synthetic dataset in {}", data.display());
+        generate(data, &SynthConfig::default(), &mut |_, _, _| {})?;
+    }
+    Ok(vocab_path)
+}
+
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let device = backend::device(&args.backend)?;
-    let vocab_path = args.data.join("vocab.json");
-    if !vocab_path.exists() {
-        println!(
-            "generating the synthetic dataset in {}",
-            args.data.display()
-        );
-        generate(&args.data, &SynthConfig::default(), &mut |_, _, _| {})?;
-    }
+    let vocab_path = ensure_synthetic(&args.data)?;
     let mut cfg = TrainConfig::load(&args.config)?;
     cfg.data = args.data.clone();
     cfg.vocab = vocab_path.clone();

@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod demo;
 mod eval;
+mod experiment;
 mod progress;
 mod rebuild;
 mod train;
@@ -40,6 +41,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Time encoders, pair scoring and training steps on each backend against the device's GEMM rate.
     Bench(bench::BenchArgs),
+    /// Experiments made of many runs (the plug-in table).
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
 }
 
 impl Command {
@@ -51,6 +55,7 @@ impl Command {
             Command::Train(args) => vec![args.backend.as_str()],
             Command::Eval(args) => args.backends(),
             Command::Bench(args) => args.backends.iter().map(String::as_str).collect(),
+            Command::Experiment(cmd) => vec![cmd.backend()],
         }
     }
 }
@@ -79,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Train(args) => train::run(args),
             Command::Eval(args) => eval::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Experiment(cmd) => experiment::run(cmd),
         }
     };
     match result {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod curves;
 pub mod error;
 pub mod loss;
+pub mod plugin;
 pub mod run;
 pub mod step;
 pub mod trainer;

@@ -10,6 +10,7 @@ use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::Silent;
 use rcar_train::config::{LrDecay, OptimizerKind};
+use rcar_train::plugin::{markdown, run_table};
 use rcar_train::{Outcome, TrainConfig, Trainer};
 use std::path::Path;
 use std::sync::Mutex;
@@ -282,4 +283,30 @@ fn a_feature_row_with_nan_stops_training_before_the_loss_naming_file_and_row() {
         err.contains("train_ims.npy") && err.contains(&format!("row 5 (2 of {row_len})")),
         "{err}"
     );
+}
+
+#[test]
+fn the_plugin_table_trains_every_variant_of_every_host_once() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let mut scan = config(&data, 0);
+    scan.epochs = 1;
+    let mut saf = sgraf_config(&data, Host::Saf);
+    saf.epochs = 1;
+    let hosts = [("SCAN t2i".to_string(), scan), ("SAF".to_string(), saf)];
+    let out = tmp.path().join("plugin");
+    let device = Device::flex();
+    let cells = run_table(&hosts, &[5], &out, &device, &mut Silent).unwrap();
+    assert_eq!(cells.len(), 8);
+    assert!(cells.iter().all(|c| c.seed == 5 && c.rsum > 0.0));
+    // Each variant is its own model: a run directory per cell, with the mode it names.
+    let model = load_any(&out.join("saf-rcar2-s5"), &device).unwrap();
+    assert_eq!(model.describe(), "SGRAF SAF +RCAR 2");
+    let table = markdown(&cells);
+    assert_eq!(table.lines().count(), 2 + 8, "{table}");
+    // Finished runs are read back, not trained again.
+    let again = run_table(&hosts, &[5], &out, &device, &mut Silent).unwrap();
+    assert_eq!(again, cells);
 }
