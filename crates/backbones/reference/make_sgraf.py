@@ -19,6 +19,10 @@ Under `tests/fixtures/sgraf/plugged/<host>_<mode><N>[_<variant>]/`, the same hos
 plugged in as `../shared/docs/plugin-backbones.md` §3 infers (+RCR, +RAR, +RCAR at N = 1 and 2, and
 two variants with the open choices set otherwise): its checkpoint (RCAR's module names and mode keys
 in `opt`), the eval-mode score matrix and the training step, on the host directory's inputs.
+
+Under `tests/fixtures/sgraf/broken/`, checkpoints that must be refused by name: an unknown
+`module_name`, an `opt.sim_dim` the weights disagree with, a key no SGR has, and a plugged model
+whose `opt` asks for more RAR steps than it holds.
 """
 import copy
 import sys
@@ -418,6 +422,27 @@ def make_plugged(host, mode, steps, variant, seed, **options):
     print(name, "loss", stats["loss_sum"], stats["loss_max"])
 
 
+def broken(host):
+    """SGRAF-layout files that must be refused with an error naming the offending value or key."""
+    (img_enc, txt_enc, sim_enc), opt, _ = host
+    out = OUT / "broken"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write(name, opt_changes, sim_state=None, steps=None):
+        o = argparse.Namespace(**{**vars(opt), **opt_changes})
+        state = sim_state if sim_state is not None else sim_enc.state_dict()
+        ckpt = {"epoch": 1, "model": [img_enc.state_dict(), txt_enc.state_dict(), state],
+                "best_rsum": 0.0, "opt": o, "Eiters": 1}
+        torch.save(ckpt, out / name)
+
+    write("module_name.pth.tar", {"module_name": "SGRAF"})
+    write("sim_dim.pth.tar", {"sim_dim": SIM + 2})
+    extra = dict(sim_enc.state_dict())
+    extra["SGR_module.3.graph_query_w.weight"] = torch.zeros(SIM, SIM)
+    write("extra_key.pth.tar", {}, extra)
+    write("rar_steps.pth.tar", {"self_regulator": "only_rar", "rar_step": 1, "rcr_step": 0, "rcar_step": 0})
+
+
 if __name__ == "__main__":
     hosts = {"SAF": make("SAF", 1), "SGR": make("SGR", 2)}
     for k, (name, host) in enumerate(hosts.items()):
@@ -427,3 +452,4 @@ if __name__ == "__main__":
         make_plugged(host, "only_rcr", 2, "shared", 40 + k, rcr_alignment="shared")
         make_plugged(host, "coop_rcar", 2, "mean_local_raw", 50 + k,
                      rar_init="mean", rar_nodes="local_only", rar_on="raw")
+    broken(hosts["SGR"])

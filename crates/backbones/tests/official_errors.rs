@@ -1,7 +1,8 @@
-//! Files that are not official RCAR checkpoints, or disagree with their own `opt`, are refused with
-//! an error naming the file and the offending key — never a panic.
+//! Files that are not official RCAR or SGRAF checkpoints, or disagree with their own `opt`, are
+//! refused with an error naming the file and the offending key — never a panic.
 
 use burn::tensor::Device;
+use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::checkpoint::official::load_official;
 use std::path::{Path, PathBuf};
 
@@ -69,4 +70,49 @@ fn not_a_torch_file_at_all() {
     let missing = dir.join("absent.pth");
     let text = error_of(&missing);
     assert!(text.contains("No such file"), "{text}");
+}
+
+fn sgraf_broken(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sgraf/broken")
+        .join(name)
+}
+
+/// An SGRAF-layout file (`reference/make_sgraf.py`) refused, as `eval` loads it, naming the file.
+fn sgraf_error_of(name: &str) -> String {
+    let path = sgraf_broken(name);
+    let err = load_any(&path, &Device::flex()).expect_err("must be refused");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    text
+}
+
+#[test]
+fn an_sgraf_checkpoint_of_an_unknown_host_is_refused() {
+    let text = sgraf_error_of("module_name.pth.tar");
+    assert!(
+        text.contains("module_name") && text.contains("SGRAF"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_sgraf_checkpoint_disagreeing_with_its_opt_names_the_key() {
+    let text = sgraf_error_of("sim_dim.pth.tar");
+    assert!(
+        text.contains("graph_query_w.weight has shape [18, 18], its opt implies [20, 20]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_sgraf_key_no_host_has_is_named() {
+    let text = sgraf_error_of("extra_key.pth.tar");
+    assert!(text.contains("unexpected key 2.SGR_module.3"), "{text}");
+}
+
+#[test]
+fn a_plugged_sgraf_checkpoint_without_its_regulators_names_the_missing_key() {
+    let text = sgraf_error_of("rar_steps.pth.tar");
+    assert!(text.contains("2.rar_modules.0"), "{text}");
 }
