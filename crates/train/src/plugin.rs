@@ -1,6 +1,6 @@
 //! The plug-in table: does each regulator help each host? Every host is trained bare and with
-//! `+RCR 2`, `+RAR 2` and `+RCAR 2`, under the host's own recipe and one seed per column (so the
-//! same data order for a host's four models), then evaluated on the test split.
+//! `+RCR 2`, `+RAR 2` and `+RCAR 2`, under the host's own recipe, once per seed (a seed fixes the
+//! data order, the same for a host's four models), then evaluated on the test split.
 //!
 //! Each run lives in `OUT/<host>-<variant>-s<seed>/`; its result (`plugin.json`) is written when
 //! it is done, so an interrupted table continues where it stopped and a finished run is not
@@ -62,8 +62,9 @@ pub fn run_table(
     progress: &mut dyn Progress,
 ) -> Result<Vec<Cell>, TrainError> {
     let mut cells = Vec::new();
-    for (host, base) in hosts {
-        for &seed in seeds {
+    // Seed by seed, so an interrupted table has whole columns.
+    for &seed in seeds {
+        for (host, base) in hosts {
             for (variant, mode, steps) in VARIANTS {
                 let mut cfg = base.clone();
                 cfg.model.mode = mode;
