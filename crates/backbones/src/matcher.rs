@@ -3,7 +3,7 @@
 //! SGRAF's hosts ([`Sgraf`], SAF or SGR).
 
 use crate::config::{Direction, Host, Mode, ModelConfig};
-use crate::pairs::grid_pairs;
+use crate::pairs::{grid_pairs, PairBatch};
 use crate::sgraf::Sgraf;
 use crate::similarity::Block;
 use crate::Rcar;
@@ -184,7 +184,7 @@ impl Matcher {
 
     /// Scores of images `img` × captions `cap` of the encodings, rows images. `globals`: the
     /// encodings' global vectors, for SGRAF. `dropout`: RAR's pair-keyed dropout of a training
-    /// step's scoring pass (RCAR only; `None` to evaluate).
+    /// step's scoring pass (`None` to evaluate).
     pub fn block(
         &self,
         images: &Tensor<3>,
@@ -199,8 +199,7 @@ impl Matcher {
                 m.sim_enc
                     .block(&m.config, images, captions, lengths, (img, cap), dropout)
             }
-            Self::Sgraf(m) => {
-                let globals = globals.expect("SGRAF scores with the encodings' global vectors");
+            Self::Sgraf(_) => {
                 let pairs = grid_pairs(
                     Direction::T2i,
                     images,
@@ -209,18 +208,39 @@ impl Matcher {
                     img.clone(),
                     cap.clone(),
                 );
-                let e = m.config.embed_size;
-                let image_globals = globals.images.clone().slice([img.clone(), 0..e]);
-                let caption_globals = globals.captions.clone().slice([cap.clone(), 0..e]);
-                let scores = m
-                    .sim_enc
-                    .forward(&m.config, &pairs, image_globals, caption_globals, None)
+                let globals = globals.map(|g| {
+                    let e = self.embed_size();
+                    Globals {
+                        images: g.images.clone().slice([img.clone(), 0..e]),
+                        captions: g.captions.clone().slice([cap.clone(), 0..e]),
+                    }
+                });
+                let scores = self
+                    .pair_scores(&pairs, globals, dropout)
                     .reshape([img.len(), cap.len()]);
                 Block {
                     images: img,
                     captions: cap,
                     scores,
                 }
+            }
+        }
+    }
+
+    /// Scores `[P]` of a block of pairs (group-major); `globals`: the global vectors of the block's
+    /// images and captions (SGRAF), rows in the block's order. `dropout` as for [`Matcher::block`].
+    pub fn pair_scores(
+        &self,
+        pairs: &PairBatch,
+        globals: Option<Globals>,
+        dropout: Option<&PairDropout>,
+    ) -> Tensor<1> {
+        match self {
+            Self::Rcar(m) => m.sim_enc.forward(&m.config, pairs, dropout, None),
+            Self::Sgraf(m) => {
+                let g = globals.expect("SGRAF scores with the pairs' global vectors");
+                m.sim_enc
+                    .forward(&m.config, pairs, (g.images, g.captions), dropout, None)
             }
         }
     }

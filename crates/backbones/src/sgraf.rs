@@ -27,6 +27,8 @@ use rcar_regulators::host::{self, HostPass, RarInput};
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::l2norm;
+use rcar_regulators::pair_dropout::ModuleMasks;
+use rcar_regulators::PairDropout;
 use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr, RcrConfig};
 
 /// SGRAF's attention temperature, hard-coded there.
@@ -119,13 +121,15 @@ impl SgrafSimilarity {
     }
 
     /// Scores `[P]` of a t2i block of pairs, given the global vectors of its images `[G, E]` and
-    /// captions `[n, E]`. The trace holds the host's own pass and first aggregation.
+    /// captions `[n, E]`. RAR's dropout masks are keyed by pair where `dropout` is given (a
+    /// training step), else drawn as usual. The trace holds the host's own pass and first
+    /// aggregation.
     pub fn forward(
         &self,
         cfg: &ModelConfig,
         pairs: &PairBatch,
-        image_globals: Tensor<2>,
-        caption_globals: Tensor<2>,
+        (image_globals, caption_globals): (Tensor<2>, Tensor<2>),
+        dropout: Option<&PairDropout>,
         mut trace: Option<&mut SgrafTrace>,
     ) -> Tensor<1> {
         let (g, n) = pairs.shape();
@@ -153,6 +157,7 @@ impl SgrafSimilarity {
             cfg,
             pairs,
             nodes: &nodes,
+            dropout,
             trace: trace.as_deref_mut(),
         };
         let holistic = match cfg.mode {
@@ -248,6 +253,7 @@ struct SgrafPass<'a, 't> {
     cfg: &'a ModelConfig,
     pairs: &'a PairBatch,
     nodes: &'a Nodes,
+    dropout: Option<&'a PairDropout>,
     trace: Option<&'t mut SgrafTrace>,
 }
 
@@ -279,6 +285,14 @@ impl HostPass for SgrafPass<'_, '_> {
             valid: Some(valid),
             seed,
         }
+    }
+
+    fn rar_masks(&self, module: usize) -> Option<ModuleMasks<'_>> {
+        self.dropout.map(|dropout| ModuleMasks {
+            dropout,
+            pairs: &self.pairs.ids,
+            module,
+        })
     }
 }
 
@@ -340,12 +354,14 @@ impl Sgraf {
         self.txt_enc.forward(ids, lengths)
     }
 
-    /// The similarity matrix `[images, captions]` of encoded images and captions, in one block.
+    /// The similarity matrix `[images, captions]` of encoded images and captions, in one block
+    /// (`dropout`: RAR's pair-keyed masks, in a training step).
     pub fn similarity(
         &self,
         images: Tensor<3>,
         captions: Tensor<3>,
         lengths: &[usize],
+        dropout: Option<&PairDropout>,
         trace: Option<&mut SgrafTrace>,
     ) -> Tensor<2> {
         let (n_img, n_cap) = (images.dims()[0], captions.dims()[0]);
@@ -360,7 +376,13 @@ impl Sgraf {
             0..n_cap,
         );
         self.sim_enc
-            .forward(&self.config, &pairs, image_globals, caption_globals, trace)
+            .forward(
+                &self.config,
+                &pairs,
+                (image_globals, caption_globals),
+                dropout,
+                trace,
+            )
             .reshape([n_img, n_cap])
     }
 }

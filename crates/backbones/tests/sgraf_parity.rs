@@ -81,7 +81,7 @@ fn parity(host: &str, expected: Host) {
     check(host, "cap_glo", values(cap_glo), |_| true);
 
     let mut trace = SgrafTrace::default();
-    let sims = model.similarity(images, captions, &lengths, Some(&mut trace));
+    let sims = model.similarity(images, captions, &lengths, None, Some(&mut trace));
     check(host, "sims", values(sims), |_| true);
     let s = trace.global.as_ref().unwrap().dims()[1];
     check(

@@ -40,7 +40,7 @@ fn scores(model: &Sgraf, host: &str) -> Vec<f32> {
     let device = Device::flex();
     let (images, captions, lengths) = inputs(model, host, &device);
     model
-        .similarity(images, captions, &lengths, None)
+        .similarity(images, captions, &lengths, None, None)
         .into_data()
         .try_to_vec::<f32>()
         .unwrap()

@@ -200,17 +200,23 @@ pub fn run(
             push(m, &mut rows);
         }
     }
-    // SGRAF's hosts train dense (SAF's BatchNorm couples every pair of a caption).
-    for host in [Host::Saf, Host::Sgr] {
+    // SGRAF's hosts: SGR pair-sparse and dense, SAF dense only (its BatchNorm couples every pair
+    // of a caption).
+    for (host, strategies) in [
+        (Host::Saf, &[Strategy::Dense][..]),
+        (Host::Sgr, &[Strategy::Sparse, Strategy::Dense][..]),
+    ] {
         let host_cfg = BenchConfig {
             model: sgraf_config(cfg, host),
             ..cfg.clone()
         };
         for &b in &cfg.train_batches {
-            push(
-                step_row(&host_cfg, b, Strategy::Dense, &train, cpu_backend),
-                &mut rows,
-            );
+            for &strategy in strategies {
+                push(
+                    step_row(&host_cfg, b, strategy, &train, cpu_backend),
+                    &mut rows,
+                );
+            }
         }
     }
 

@@ -13,9 +13,10 @@ use crate::clip::clip_global;
 use crate::loss::{hinge, LossMode};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
+use rcar_backbones::matcher::Globals;
 use rcar_backbones::pairs::group_pairs;
-use rcar_backbones::{Direction, Matcher, Rcar};
+use rcar_backbones::{Direction, Host, Matcher};
 use rcar_data::batch::TokenBatch;
 use rcar_eval::encode::{chunk_for_budget, score, Encoded};
 use rcar_eval::{default_workers, Silent};
@@ -35,11 +36,13 @@ pub enum Strategy {
 
 impl Strategy {
     /// Sparse in hardest-negative mode (at most 3B pairs need the graph); dense in sum mode, where
-    /// early in training almost every pair violates the margin and a first pass would be wasted.
-    pub fn for_mode(mode: LossMode) -> Self {
-        match mode {
-            LossMode::Hardest => Self::Sparse,
-            LossMode::Sum => Self::Dense,
+    /// early in training almost every pair violates the margin and a first pass would be wasted,
+    /// and always for SAF, whose BatchNorm couples all pairs of a caption (its statistics are the
+    /// caption's with every image), so that no pair's score can be recomputed alone.
+    pub fn for_step(mode: LossMode, host: Host) -> Self {
+        match (mode, host) {
+            (LossMode::Hardest, Host::Scan | Host::Sgr) => Self::Sparse,
+            _ => Self::Dense,
         }
     }
 }
@@ -101,9 +104,8 @@ pub fn train_step(
     }
 }
 
-/// The loss of a batch and the gradients of every parameter, by `s.strategy`. SGRAF's hosts always
-/// take the dense step: SAF's BatchNorm couples all pairs of a caption (its statistics are the
-/// caption's with every image), so no pair's score can be recomputed alone.
+/// The loss of a batch and the gradients of every parameter, by `s.strategy` (dense for SAF
+/// whatever it says: [`Strategy::for_step`]).
 pub fn step_gradients(
     model: &Matcher,
     images: Tensor<3>,
@@ -115,13 +117,15 @@ pub fn step_gradients(
     let img = model.encode_images(images);
     let cap = model.encode_tokens(captions, &device);
     let lengths = &captions.lengths;
-    let scores = match (model, s.strategy) {
-        (Matcher::Rcar(m), Strategy::Sparse) => return sparse_gradients(m, img, cap, lengths, s),
-        (Matcher::Rcar(m), Strategy::Dense) => {
-            m.sim_enc
-                .grid(&m.config, img, cap, lengths, s.chunk, Some(&s.dropout))
-        }
-        (Matcher::Sgraf(m), _) => m.similarity(img, cap, lengths, None),
+    let sparse = s.strategy == Strategy::Sparse && model.config().host != Host::Saf;
+    if sparse {
+        return sparse_gradients(model, img, cap, lengths, s);
+    }
+    let scores = match model {
+        Matcher::Rcar(m) => m
+            .sim_enc
+            .grid(&m.config, img, cap, lengths, s.chunk, Some(&s.dropout)),
+        Matcher::Sgraf(m) => m.similarity(img, cap, lengths, Some(&s.dropout), None),
     };
     let loss = hinge(scores, s.margin, s.mode);
     let value: f32 = loss.clone().into_scalar::<f32>();
@@ -136,7 +140,7 @@ pub fn step_gradients(
 }
 
 fn sparse_gradients(
-    model: &Rcar,
+    model: &Matcher,
     img: Tensor<3>,
     cap: Tensor<3>,
     lengths: &[usize],
@@ -144,14 +148,21 @@ fn sparse_gradients(
 ) -> StepGradients {
     let device = img.device();
     let b = lengths.len();
+    // SGRAF's global vectors, once for the batch with the graph (VisualSA's BatchNorm on its
+    // statistics); both passes read them.
+    let globals = model.globals(&img, &cap, lengths);
     // Every pair, without a graph.
-    let plain = Matcher::Rcar(model.valid());
-    let encoded = Encoded::new(
-        &plain,
-        img.clone().inner(),
-        cap.clone().inner(),
-        lengths.to_vec(),
-    );
+    let plain = model.valid();
+    let encoded = Encoded {
+        images: img.clone().inner(),
+        captions: cap.clone().inner(),
+        lengths: lengths.to_vec(),
+        caption_ids: (0..b).collect(),
+        globals: globals.as_ref().map(|g| Globals {
+            images: g.images.clone().inner(),
+            captions: g.captions.clone().inner(),
+        }),
+    };
     let workers = default_workers(&device.clone().without_autodiff());
     let chunk = chunk_for_budget(&plain, &encoded, SCORING_BUDGET / workers)
         .min((b * b).div_ceil(workers))
@@ -185,7 +196,7 @@ fn sparse_gradients(
     // The pairs that carry gradient, grouped by context item (images in t2i, captions in i2t) so
     // each group is one block. With none (every margin met) one pair at weight 0 still gives every
     // parameter its zero gradient, as the dense step does, for AdamW's moments and weight decay.
-    let direction = model.config.direction;
+    let direction = model.direction();
     let at = |group: usize, item: usize| match direction {
         Direction::T2i => d_scores[group * b + item],
         Direction::I2t => d_scores[item * b + group],
@@ -198,13 +209,22 @@ fn sparse_gradients(
         groups.push((0, vec![0]));
     }
     let pairs: usize = groups.iter().map(|(_, items)| items.len()).sum();
+    let index = |ids: &[usize]| {
+        let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
+        let n = ids.len();
+        Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device)
+    };
     let surrogate = groups
         .into_iter()
         .map(|(group, items)| {
             let block = group_pairs(direction, &img, &cap, lengths, group, &items);
-            let scores = model
-                .sim_enc
-                .forward(&model.config, &block, Some(&s.dropout), None);
+            // The block's rows of the global vectors: its image (t2i; SGRAF is t2i only), its
+            // captions.
+            let block_globals = globals.as_ref().map(|g| Globals {
+                images: g.images.clone().select(0, index(&[group])),
+                captions: g.captions.clone().select(0, index(&items)),
+            });
+            let scores = model.pair_scores(&block, block_globals, Some(&s.dropout));
             let weights: Vec<f32> = block
                 .ids
                 .iter()

@@ -277,7 +277,7 @@ impl Trainer {
                 self.cfg.train_chunk
             },
             dropout,
-            strategy: Strategy::for_mode(mode),
+            strategy: Strategy::for_step(mode, self.cfg.model.host),
         };
         match train_step(model, &mut self.optim, images, &batch.captions, &settings) {
             StepOutcome::Done {

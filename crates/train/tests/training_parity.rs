@@ -136,6 +136,7 @@ fn check_sgraf_model(name: &str, host: &str) {
             model.encode_captions(ids, lengths),
             lengths,
             None,
+            None,
         );
         let loss = hinge(scores.clone(), 0.2, mode);
         let value = f64::from(loss.clone().into_scalar::<f32>());
