@@ -13,10 +13,27 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
-/// Counts live heap bytes, so `bench` reports each row's peak (and estimates what a large training
-/// batch would need) from the memory in use rather than the resident set.
+/// mimalloc, counting live heap bytes so that `bench` reports each row's peak (and estimates what a
+/// large training batch would need) from the memory in use rather than the resident set.
+///
+/// Tensors of the same sizes are freed and allocated again at every block and step. glibc's malloc
+/// unmaps each large one on free, and the next faults its pages in again, zeroed (a tenth of a
+/// scoring profile); mimalloc keeps them, once told not to purge them ([`keep_freed_memory`]).
+/// Measured side by side: `docs/benchmarks.md`, 2026-12-02.
 #[global_allocator]
-static ALLOC: rcar_bench::memory::CountingAlloc = rcar_bench::memory::CountingAlloc;
+static ALLOC: rcar_bench::memory::CountingAlloc<mimalloc::MiMalloc> =
+    rcar_bench::memory::CountingAlloc(mimalloc::MiMalloc);
+
+/// `mi_option_purge_delay`: its place in `mi_option_e` (`mimalloc.h`), which the bindings do not
+/// name; the test below checks it against the option's documented default.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory stays with the process for the next tensor instead of going back to the OS after
+/// mimalloc's purge delay (1 s; with purging, training steps were slower than with glibc).
+fn keep_freed_memory() {
+    // SAFETY: sets one of mimalloc's runtime options; any value is valid (-1: never purge).
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +89,7 @@ fn default_device_on_the_cpu() {
 }
 
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     default_device_on_the_cpu();
     let cli = Cli::parse();
     let missing = rebuild::missing(cli.command.backends());
@@ -93,5 +111,22 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option's index is mimalloc's purge delay: 1,000 ms by default (`options.c`, v3), then
+    /// what we set.
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // SAFETY: reads and sets mimalloc's runtime options.
+        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(before, 1000);
+        keep_freed_memory();
+        let after = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(after, -1);
     }
 }

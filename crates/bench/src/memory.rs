@@ -7,7 +7,7 @@
 //! small call after it seems to need nothing. Live heap bytes do not have that memory.
 
 use burn::tensor::Device;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -21,11 +21,12 @@ static LIVE: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
-/// The system allocator, counting live bytes and their peak. Install it in a binary with
-/// `#[global_allocator] static A: CountingAlloc = CountingAlloc;`.
-pub struct CountingAlloc;
+/// An allocator (`A`: the system's, or another such as mimalloc) counting live bytes and their
+/// peak. Install it in a binary with
+/// `#[global_allocator] static A: CountingAlloc<System> = CountingAlloc(System);`.
+pub struct CountingAlloc<A>(pub A);
 
-impl CountingAlloc {
+impl<A> CountingAlloc<A> {
     fn grew(size: usize) {
         let live = LIVE.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
         PEAK.fetch_max(live, Ordering::Relaxed);
@@ -33,11 +34,12 @@ impl CountingAlloc {
     }
 }
 
-// SAFETY: every call is forwarded unchanged to `System`; only counters are updated beside it.
-unsafe impl GlobalAlloc for CountingAlloc {
+// SAFETY: every call is forwarded unchanged to the inner allocator; only counters are updated
+// beside it.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAlloc<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract for `alloc` is passed on as it is.
-        let ptr = unsafe { System.alloc(layout) };
+        let ptr = unsafe { self.0.alloc(layout) };
         if !ptr.is_null() {
             Self::grew(layout.size());
         }
@@ -46,7 +48,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
+        let ptr = unsafe { self.0.alloc_zeroed(layout) };
         if !ptr.is_null() {
             Self::grew(layout.size());
         }
@@ -54,14 +56,15 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes through it).
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by the inner allocator with `layout` (every allocation goes
+        // through it).
+        unsafe { self.0.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for `dealloc` and `alloc`.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        let new = unsafe { self.0.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
             Self::grew(new_size);
