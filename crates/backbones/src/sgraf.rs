@@ -17,6 +17,7 @@ use crate::config::{Direction, Host, Mode, ModelConfig, RarInit, RarNodes, RarOn
 use crate::pairs::{grid_pairs, PairBatch};
 use crate::saf::AttentionFiltration;
 use crate::sgr::GraphReasoning;
+use crate::similarity::regulator_modules;
 use crate::text_encoder::{length_mask, TextEncoder};
 use crate::visual_sa::VisualSa;
 use burn::module::Module;
@@ -29,7 +30,7 @@ use rcar_regulators::masked::masked_mean;
 use rcar_regulators::norm::l2norm;
 use rcar_regulators::pair_dropout::ModuleMasks;
 use rcar_regulators::PairDropout;
-use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr, RcrConfig};
+use rcar_regulators::{AttentionFactors, Rar, RarConfig, Rcr};
 
 /// SGRAF's attention temperature, hard-coded there.
 pub const SMOOTH: f64 = 9.0;
@@ -86,24 +87,24 @@ impl SgrafSimilarity {
                     .collect(),
             ),
         };
-        let (n_alv, n_rcr, n_rar) = cfg.module_counts();
+        // Initialised in field order (the run's seed fixes every draw).
+        let visual = VisualSa::new(e, cfg.regions, cfg.dropout, device);
+        let textual = RarConfig::new(e).with_dropout(cfg.dropout).init(device);
+        let local = AlignmentVector::new(e, s, device);
+        let global = xavier_linear(e, s, device);
+        let head = xavier_linear(s, 1, device);
+        let (alignments, rcrs, rars) = regulator_modules(cfg, device);
         Self {
-            visual: VisualSa::new(e, cfg.regions, cfg.dropout, device),
-            textual: RarConfig::new(e).with_dropout(cfg.dropout).init(device),
-            local: AlignmentVector::new(e, s, device),
-            global: xavier_linear(e, s, device),
+            visual,
+            textual,
+            local,
+            global,
             saf,
             sgr,
-            head: xavier_linear(s, 1, device),
-            alignments: (0..n_alv)
-                .map(|_| AlignmentVector::new(e, s, device))
-                .collect(),
-            rcrs: (0..n_rcr)
-                .map(|_| RcrConfig::new(s, e).init(device))
-                .collect(),
-            rars: (0..n_rar)
-                .map(|_| RarConfig::new(s).with_dropout(cfg.dropout).init(device))
-                .collect(),
+            head,
+            alignments,
+            rcrs,
+            rars,
         }
     }
 

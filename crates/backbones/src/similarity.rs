@@ -64,21 +64,36 @@ pub struct Block {
     pub scores: Tensor<2>,
 }
 
+/// A similarity encoder's `alv_modules`, `rcr_modules` and `rar_modules`.
+pub type RegulatorModules = (Vec<AlignmentVector>, Vec<Rcr>, Vec<Rar>);
+
+/// The regulators' modules `cfg` builds (whatever the host), freshly initialised in that order.
+pub fn regulator_modules(cfg: &ModelConfig, device: &Device) -> RegulatorModules {
+    let (n_alv, n_rcr, n_rar) = cfg.module_counts();
+    let (e, s) = (cfg.embed_size, cfg.sim_dim);
+    (
+        (0..n_alv)
+            .map(|_| AlignmentVector::new(e, s, device))
+            .collect(),
+        (0..n_rcr)
+            .map(|_| RcrConfig::new(s, e).init(device))
+            .collect(),
+        (0..n_rar)
+            .map(|_| RarConfig::new(s).with_dropout(cfg.dropout).init(device))
+            .collect(),
+    )
+}
+
 impl SimilarityEncoder {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
-        let (n_alv, n_rcr, n_rar) = cfg.module_counts();
-        let (e, s) = (cfg.embed_size, cfg.sim_dim);
+        let (alignments, rcrs, rars) = regulator_modules(cfg, device);
         Self {
-            alignments: (0..n_alv)
-                .map(|_| AlignmentVector::new(e, s, device))
-                .collect(),
-            rcrs: (0..n_rcr)
-                .map(|_| RcrConfig::new(s, e).init(device))
-                .collect(),
-            rars: (0..n_rar)
-                .map(|_| RarConfig::new(s).with_dropout(cfg.dropout).init(device))
-                .collect(),
-            head: cfg.sigmoid_head().then(|| xavier_linear(s, 1, device)),
+            alignments,
+            rcrs,
+            rars,
+            head: cfg
+                .sigmoid_head()
+                .then(|| xavier_linear(cfg.sim_dim, 1, device)),
         }
     }
 

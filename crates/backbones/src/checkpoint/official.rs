@@ -10,7 +10,7 @@ use crate::config::{Direction, Mode, ModelConfig};
 use crate::gru::GruDirection;
 use crate::image_encoder::ImageEncoder;
 use crate::model::Rcar;
-use crate::similarity::SimilarityEncoder;
+use crate::similarity::{RegulatorModules, SimilarityEncoder};
 use crate::text_encoder::TextEncoder;
 use burn::module::Param;
 use burn::nn::{DropoutConfig, Embedding, Linear};
@@ -308,9 +308,6 @@ pub(super) fn regulator_mode(
     }
     Ok((mode, steps))
 }
-
-/// A similarity encoder's `alv_modules`, `rcr_modules` and `rar_modules`.
-pub(super) type RegulatorModules = (Vec<AlignmentVector>, Vec<Rcr>, Vec<Rar>);
 
 /// The regulators' modules under `sim`, as many as `cfg` builds.
 pub(super) fn regulators(
