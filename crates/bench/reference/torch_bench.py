@@ -187,21 +187,25 @@ def train_step(a, b):
     return step
 
 
-def step_peak_estimate(a, b):
-    """Peak resident bytes of a dense step at batch b, extrapolated from steps at batches 16 and 24
-    (large enough for the pairs, b^2, to dominate), as the Rust bench estimates its own."""
+def step_estimate(a, b):
+    """Peak resident bytes and seconds of a dense step at batch b, extrapolated from steps at batches
+    16 and 24 (large enough for the pairs, b^2, to dominate), as the Rust bench estimates its peak.
+    The time is fitted as alpha*b + beta*b^2 (encoders per item, pairs per pair) through the two
+    medians; None, None where b is small enough to run."""
     small, large = 16, 24
     if b <= large:
-        return 0
-    peaks = []
+        return None, None
+    peaks, times = [], []
     for n in (small, large):
-        step = train_step(a, n)
-        step()
-        peak_rss_reset()
-        step()
-        peaks.append(peak_rss_bytes())
+        t, peak = timed(train_step(a, n), a.warmup, a.runs)
+        peaks.append(peak)
+        times.append(t)
     slope = max(peaks[1] - peaks[0], 0) / (large * large - small * small)
-    return peaks[1] + slope * (b * b - large * large)
+    beta = (times[1] / large - times[0] / small) / (large - small)
+    alpha = times[0] / small - beta * small
+    if alpha < 0 or beta < 0:  # noise: fall back to the pairs alone
+        alpha, beta = 0.0, times[1] / (large * large)
+    return peaks[1] + slope * (b * b - large * large), alpha * b + beta * b * b
 
 
 def host_ceiling():
@@ -284,13 +288,14 @@ def main():
     name = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
     for b in [int(x) for x in a.train_batches.split(",") if x.strip()]:
         label = f"train step {a.train_direction} {name}, batch {b}"
-        estimate = step_peak_estimate(a, b)
+        estimate, seconds = step_estimate(a, b)
         ceiling = host_ceiling()
-        if ceiling is not None and estimate > 0.9 * ceiling:
-            rows.append(dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling))
+        if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
+            rows.append(dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
+                             extrapolated=b * b / seconds, extrapolated_seconds=seconds))
             print(json.dumps(dict(row=rows[-1])), flush=True)
-            print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB here",
-                  file=sys.stderr, flush=True)
+            print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB here;"
+                  f" about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
             continue
         t, peak = timed(train_step(a, b), a.warmup, a.runs)
         row(label, b * b / t, "pairs/s", t, peak)

@@ -23,6 +23,8 @@ pub struct Measurement {
     pub skipped: bool,
     /// The same workload in PyTorch on the same machine and threads (`--compare-torch`).
     pub torch: Option<f64>,
+    /// `torch` is PyTorch's rate extrapolated from smaller batches: it could not run this one.
+    pub torch_extrapolated: bool,
 }
 
 impl Measurement {
@@ -94,8 +96,11 @@ impl BackendReport {
                 (format!("{:.1} {}", m.value, m.unit), seconds(m.seconds))
             };
             let extra = if torch {
-                let ratio = m.ratio().map_or("–".to_string(), |r| format!("{r:.2}×"));
-                format!(" {} | {ratio} |", opt(m.torch, 1))
+                let approx = if m.torch_extrapolated { "≈" } else { "" };
+                let ratio = m
+                    .ratio()
+                    .map_or("–".to_string(), |r| format!("{approx}{r:.2}×"));
+                format!(" {approx}{} | {ratio} |", opt(m.torch, 1))
             } else {
                 String::new()
             };

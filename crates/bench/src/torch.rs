@@ -20,6 +20,8 @@ pub struct TorchRow {
     pub skipped: bool,
     /// Bytes, where the script skipped the row for memory.
     pub estimate: Option<f64>,
+    /// The skipped row's rate as extrapolated from smaller batches (`step_estimate`).
+    pub extrapolated: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,11 +136,18 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
         match (row.skipped, row.estimate) {
             (true, Some(bytes)) => {
                 m.note = format!(
-                    "{}{}PyTorch skipped it: about {:.1} GiB",
+                    "{}{}PyTorch skipped it: about {:.1} GiB{}",
                     m.note,
                     if m.note.is_empty() { "" } else { "; " },
-                    bytes / (1u64 << 30) as f64
-                )
+                    bytes / (1u64 << 30) as f64,
+                    if row.extrapolated.is_some() {
+                        "; its rate (≈) extrapolated from batches 16 and 24"
+                    } else {
+                        ""
+                    }
+                );
+                m.torch = row.extrapolated;
+                m.torch_extrapolated = row.extrapolated.is_some();
             }
             _ => m.torch = row.value,
         }
@@ -151,5 +160,79 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
         if cpu_backend {
             report.raise_reference(s.reference_gflops, &format!("{} ({})", s.reference, s.blas));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Measurement;
+
+    fn measurement(name: &str, value: f64) -> Measurement {
+        Measurement {
+            name: name.to_string(),
+            value,
+            unit: "pairs/s",
+            seconds: 1.0,
+            gflops: None,
+            percent_of_reference: None,
+            memory: None,
+            note: String::new(),
+            skipped: false,
+            torch: None,
+            torch_extrapolated: false,
+        }
+    }
+
+    fn torch_row(line: &str) -> TorchRow {
+        match serde_json::from_str::<Line>(line).unwrap() {
+            Line::Row(row) => row,
+            Line::Summary(_) => panic!("not a row"),
+        }
+    }
+
+    #[test]
+    fn a_batch_torch_could_not_hold_is_compared_with_its_extrapolated_rate() {
+        let mut report = BackendReport {
+            backend: "flex".into(),
+            device: "cpu".into(),
+            reference_gflops: 100.0,
+            reference: "gemm".into(),
+            measurements: vec![measurement("a", 300.0), measurement("b", 900.0)],
+            torch: None,
+        };
+        let run = TorchRun {
+            rows: vec![
+                torch_row(
+                    r#"{"row": {"name": "a", "value": 200.0, "unit": "pairs/s", "seconds": 1}}"#,
+                ),
+                torch_row(
+                    r#"{"row": {"name": "b", "skipped": true, "estimate": 3.4e10, "ceiling": 2.4e10,
+                    "extrapolated": 300.0, "extrapolated_seconds": 54.6}}"#,
+                ),
+            ],
+            summary: Some(TorchSummary {
+                torch: "2.15.0".into(),
+                threads: 2,
+                blas: "MKL".into(),
+                reference_gflops: 50.0,
+                reference: "torch.mm".into(),
+            }),
+            failure: None,
+        };
+        annotate(&mut report, &run, true);
+        let [a, b] = &report.measurements[..] else {
+            unreachable!()
+        };
+        assert_eq!((a.ratio(), a.torch_extrapolated), (Some(1.5), false));
+        assert_eq!((b.ratio(), b.torch_extrapolated), (Some(3.0), true));
+        assert!(
+            b.note.contains("PyTorch skipped it: about 31.7 GiB"),
+            "{}",
+            b.note
+        );
+        let table = report.markdown();
+        assert!(table.contains("| ≈300.0 | ≈3.00× |"), "{table}");
+        assert!(table.contains("| 200.0 | 1.50× |"), "{table}");
     }
 }

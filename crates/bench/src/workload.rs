@@ -242,6 +242,7 @@ fn row(name: String, value: f64, unit: &'static str, seconds: f64) -> Measuremen
         note: String::new(),
         skipped: false,
         torch: None,
+        torch_extrapolated: false,
     }
 }
 
