@@ -105,8 +105,11 @@ fn tanh_value(x: f32) -> f32 {
     // Beyond 9, tanh rounds to ±1 in float32; the clamp also keeps 2^n a normal number.
     let y = -2.0 * x.abs().min(9.0);
     // y = n·ln 2 + r with |r| ≤ ln 2 / 2; n rounded by the float32 magic constant 1.5·2^23.
+    // Its bits hold n in the low mantissa bits, read with integer operations (a float-to-int cast
+    // would not vectorise: Rust's saturates).
     const MAGIC: f32 = 12_582_912.0;
-    let n = (y * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let shifted = y * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
     let r = (y - n * 0.693_359_4) - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -115,7 +118,13 @@ fn tanh_value(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5; // Cephes' 5.0000001201e-1, which is 0.5 in float32
                      // e^r − 1 = p·r² + r; e^y − 1 = 2^n·(e^r − 1) + (2^n − 1), exact for n = 0.
-    let two_n = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    let two_n = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(MAGIC.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
     let m = two_n * (p * r * r + r) + (two_n - 1.0);
     let t = (-m / (2.0 + m)).copysign(x);
     if x.is_nan() {
