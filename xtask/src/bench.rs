@@ -51,6 +51,11 @@ pub struct BenchArgs {
     /// The Python with torch, for --compare-torch.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// A malloc library preloaded (LD_PRELOAD) into PyTorch's process only, e.g.
+    /// /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4: with glibc's malloc, PyTorch on the CPU
+    /// returns each large tensor to the OS and faults its pages in again, about half its speed here.
+    #[arg(long, requires = "compare_torch")]
+    torch_preload: Option<PathBuf>,
 }
 
 fn parse_grid(text: &str) -> Result<(usize, usize)> {
@@ -143,7 +148,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let torch_run = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let run = run_torch(&args.python, &cfg, threads).map_err(anyhow::Error::msg)?;
+        if let Some(lib) = &args.torch_preload {
+            if !lib.is_file() {
+                bail!("--torch-preload {}: no such file", lib.display());
+            }
+        }
+        let run = run_torch(&args.python, &cfg, threads, args.torch_preload.as_deref())
+            .map_err(anyhow::Error::msg)?;
         if let Some(why) = &run.failure {
             eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
         }

@@ -5,6 +5,12 @@
     pip install torch numpy
     python3 crates/bench/reference/torch_bench.py --threads 2 --json torch.json
 
+PyTorch's CPU speed depends on the malloc it runs with: glibc's returns each large tensor to the OS
+and faults its pages in again, which cost PyTorch about half its speed on this model on a 2-core
+Xeon. Preload a caching one for its best figures, e.g.
+LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 (`cargo xtask bench --torch-preload`);
+the summary names it.
+
 A batched PyTorch restatement of the RCAR model (the official lib/encoders.py, as
 crates/backbones/reference/make_parity.py restates it caption by caption): a block of images x
 captions is scored in one pass of tensor products, as a PyTorch user would write it for speed. The
@@ -300,7 +306,9 @@ def main():
         t, peak = timed(train_step(a, b), a.warmup, a.runs)
         row(label, b * b / t, "pairs/s", t, peak)
 
+    preload = os.environ.get("LD_PRELOAD", "")
     out = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+               allocator=os.path.basename(preload) if preload else "glibc malloc (default)",
                blas="MKL" if torch.backends.mkl.is_available() else "not MKL",
                reference_gflops=best[0], reference=f"torch.mm, {best[1]}", rows=rows)
     print(json.dumps(dict(summary={k: v for k, v in out.items() if k != "rows"})), flush=True)

@@ -6,6 +6,7 @@ use crate::report::BackendReport;
 use crate::workload::{direction_name, mode_name, reference_shapes, BenchConfig};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The script, where the source tree has it.
@@ -31,6 +32,9 @@ pub struct TorchSummary {
     pub blas: String,
     pub reference_gflops: f64,
     pub reference: String,
+    /// The malloc PyTorch ran with (its LD_PRELOAD, or glibc's).
+    #[serde(default)]
+    pub allocator: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,8 +68,14 @@ pub fn check_python(python: &str) -> Result<(), String> {
     ))
 }
 
-/// Runs the script with the bench's shapes on `threads` threads; its progress goes to stderr.
-pub fn run_torch(python: &str, cfg: &BenchConfig, threads: usize) -> Result<TorchRun, String> {
+/// Runs the script with the bench's shapes on `threads` threads, with `preload` as its malloc where
+/// given; its progress goes to stderr.
+pub fn run_torch(
+    python: &str,
+    cfg: &BenchConfig,
+    threads: usize,
+    preload: Option<&Path>,
+) -> Result<TorchRun, String> {
     let m = &cfg.model;
     let shapes: Vec<String> = reference_shapes(cfg)
         .iter()
@@ -96,8 +106,15 @@ pub fn run_torch(python: &str, cfg: &BenchConfig, threads: usize) -> Result<Torc
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
     .collect();
-    eprintln!("PyTorch: {python} {SCRIPT} {}", args.join(" "));
-    let mut child = Command::new(python)
+    let mut command = Command::new(python);
+    if let Some(lib) = preload {
+        command.env("LD_PRELOAD", lib);
+        eprint!("PyTorch: LD_PRELOAD={} ", lib.display());
+    } else {
+        eprint!("PyTorch: ");
+    }
+    eprintln!("{python} {SCRIPT} {}", args.join(" "));
+    let mut child = command
         .arg(SCRIPT)
         .args(&args)
         .stdout(Stdio::piped())
@@ -154,8 +171,8 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
     }
     if let Some(s) = &run.summary {
         report.torch = Some(format!(
-            "torch {} ({}), {} threads, same shapes; ratio = this project's rate / PyTorch's",
-            s.torch, s.blas, s.threads
+            "torch {} ({}), {} threads, malloc: {}; same shapes; ratio = this project's rate / PyTorch's",
+            s.torch, s.blas, s.threads, s.allocator
         ));
         if cpu_backend {
             report.raise_reference(s.reference_gflops, &format!("{} ({})", s.reference, s.blas));
@@ -217,6 +234,7 @@ mod tests {
                 blas: "MKL".into(),
                 reference_gflops: 50.0,
                 reference: "torch.mm".into(),
+                allocator: "glibc malloc".into(),
             }),
             failure: None,
         };

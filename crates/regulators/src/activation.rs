@@ -1,19 +1,16 @@
-//! tanh for the regulators' per-pair tensors, without the CPU backend's scalar loops.
+//! tanh, and RCR's channel update, for the regulators' per-pair tensors.
 //!
-//! The CPU default backend (`flex`) computes `tanh` and `sigmoid` with one scalar libm call per
-//! element, in a loop the compiler cannot vectorise; RCR's matrix head applies tanh to
-//! `[pairs, q, 2·S]` and `[pairs, q, E]`, so those calls were a fifth of a regulated evaluation.
-//! So: a tensor on the CPU backend with no graph (evaluation, the no-graph scoring of the
-//! pair-sparse step) is mapped in place by [`tanh_in_place`], a branch-free loop the compiler
-//! vectorises; any other tensor (a GPU's, or one recording a graph) takes 2·σ(2x) − 1, whose
-//! derivative 4σ(1 − σ) = 1 − tanh² the backends know. Both are within a few 1e-8 of `tanh`.
+//! On the CPU backend a tensor without a graph is mapped in place by a vectorised loop ([`crate::cpu`]);
+//! any other tensor takes a Burn expression: tanh as 2·σ(2x) − 1, because the CPU backend's own
+//! `tanh` is a scalar libm call per element while its sigmoid and its derivative 4σ(1 − σ) =
+//! 1 − tanh² are what every backend has. Both are within a few 1e-8 of `tanh`.
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Tensor;
 
 pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    return cpu::map_in_place_or(x, tanh_in_place, tanh_by_sigmoid);
+    return crate::cpu::map_in_place_or(x, tanh_in_place, tanh_by_sigmoid);
     #[cfg(not(feature = "flex"))]
     tanh_by_sigmoid(x)
 }
@@ -22,43 +19,54 @@ fn tanh_by_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
 }
 
-#[cfg(feature = "flex")]
-mod cpu {
-    use burn::backend::Flex;
-    use burn::tensor::{DType, Tensor, TensorData};
+/// RCR's channel factors m' = clip(tanh(z) + m, −1, 1), where m = 1 before the first update: one
+/// pass over `[pairs, q, E]` instead of three (tanh, add, clip) on the CPU without a graph.
+pub fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    return match m {
+        None => crate::cpu::map_in_place_or(
+            z,
+            |zs| {
+                crate::cpu::vectorised(|| {
+                    zs.iter_mut().for_each(|z| *z = clip(tanh_value(*z) + 1.0))
+                })
+            },
+            |z| channel_by_ops(z, None),
+        ),
+        Some(m) => crate::cpu::zip_in_place_or(
+            z,
+            m,
+            |zs, ms| {
+                crate::cpu::vectorised(|| {
+                    zs.iter_mut()
+                        .zip(ms)
+                        .for_each(|(z, m)| *z = clip(tanh_value(*z) + m))
+                })
+            },
+            |z, m| channel_by_ops(z, Some(m)),
+        ),
+    };
+    #[cfg(not(feature = "flex"))]
+    channel_by_ops(z, m)
+}
 
-    /// `f` applied to a CPU tensor's values, in place where the tensor owns them (a fresh output,
-    /// the usual case), on a copy where they are shared or strided; `otherwise` for a tensor that is
-    /// not a float32 tensor of the CPU backend without a graph.
-    pub fn map_in_place_or<const D: usize>(
-        x: Tensor<D>,
-        f: fn(&mut [f32]),
-        otherwise: fn(Tensor<D>) -> Tensor<D>,
-    ) -> Tensor<D> {
-        if x.dtype() != DType::F32 {
-            return otherwise(x);
-        }
-        // The conversion consumes its tensor even when it fails: probe with a (shallow) clone.
-        let Ok(mut t) = x.clone().try_into_primitive::<Flex>() else {
-            return otherwise(x);
-        };
-        let device = x.device();
-        drop(x);
-        let n = t.layout().num_elements();
-        let whole = t.layout().is_contiguous() && t.layout().start_offset() == 0;
-        if whole {
-            if let Some(values) = t.try_storage_mut::<f32>() {
-                f(&mut values[..n]);
-                return Tensor::from_primitive::<Flex>(t);
-            }
-        }
-        let shape = t.layout().shape().clone();
-        let mut values = Tensor::<D>::from_primitive::<Flex>(t)
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("a float32 tensor's data is float32");
-        f(&mut values);
-        Tensor::from_data(TensorData::new(values, shape), &device)
+fn channel_by_ops<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
+    let delta = tanh(z);
+    match m {
+        Some(m) => delta + m,
+        None => delta.add_scalar(1.0),
+    }
+    .clamp(-1.0, 1.0)
+}
+
+/// `x.clamp(-1.0, 1.0)`, NaN kept, written as two selects so that it vectorises.
+#[inline(always)]
+fn clip(x: f32) -> f32 {
+    let x = if x < -1.0 { -1.0 } else { x };
+    if x > 1.0 {
+        1.0
+    } else {
+        x
     }
 }
 
@@ -67,37 +75,7 @@ mod cpu {
 /// one division and bit operations, so the compiler vectorises the loop, and the values are the same
 /// whatever the vector width.
 pub fn tanh_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { tanh_avx512(values) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { tanh_avx2(values) };
-        }
-    }
-    tanh_loop(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tanh_avx512(values: &mut [f32]) {
-    tanh_loop(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn tanh_avx2(values: &mut [f32]) {
-    tanh_loop(values)
-}
-
-#[inline(always)]
-fn tanh_loop(values: &mut [f32]) {
-    for x in values {
-        *x = tanh_value(*x);
-    }
+    crate::cpu::vectorised(|| values.iter_mut().for_each(|x| *x = tanh_value(*x)))
 }
 
 #[inline(always)]
@@ -177,22 +155,52 @@ mod tests {
         assert!(special[7].is_nan());
     }
 
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    /// tanh and the channel update agree with float64 on the CPU without a graph (in place), with
+    /// a graph (Burn's sigmoid expression) and on strided input (a copy).
     #[test]
-    fn tanh_of_a_cpu_tensor_leaves_other_holders_of_its_values_alone() {
-        let device = Device::flex();
-        let values: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) * 0.37).collect();
-        let x = Tensor::<2>::from_data(TensorData::new(values.clone(), [4, 6]), &device);
-        let shared = tanh(x.clone());
-        let strided = tanh(x.clone().transpose());
-        let owned = tanh(x.clone() * 1.0);
-        assert_eq!(x.into_data().try_into_vec::<f32>().unwrap(), values);
-        let expected: Vec<f32> = values.iter().map(|v| v.tanh()).collect();
-        for (y, transposed) in [(shared, false), (strided, true), (owned, false)] {
-            let y = if transposed { y.transpose() } else { y };
-            let got = y.into_data().try_into_vec::<f32>().unwrap();
-            for (g, e) in got.iter().zip(&expected) {
-                assert!((g - e).abs() <= 3e-7, "{g} vs {e}");
+    fn every_route_gives_tanh_and_the_clipped_channel_update() {
+        let zs: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) * 0.37).collect();
+        let ms: Vec<f32> = (0..24).map(|i| 1.0 - (i % 7) as f32 * 0.3).collect();
+        let clip = |v: f64| v.clamp(-1.0, 1.0);
+        let want_tanh: Vec<f64> = zs.iter().map(|&z| (z as f64).tanh()).collect();
+        let want_first: Vec<f64> = want_tanh.iter().map(|t| clip(t + 1.0)).collect();
+        let want_next: Vec<f64> = want_tanh
+            .iter()
+            .zip(&ms)
+            .map(|(t, &m)| clip(t + m as f64))
+            .collect();
+        let close = |got: Vec<f32>, want: &[f64], what: &str| {
+            for (g, w) in got.iter().zip(want) {
+                assert!((*g as f64 - w).abs() <= 3e-7, "{what}: {g} vs {w}");
             }
+        };
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let tensor =
+                |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [4, 6]), &device);
+            let (z, m) = (tensor(&zs), tensor(&ms));
+            close(values(tanh(z.clone())), &want_tanh, "tanh");
+            close(
+                values(tanh(z.clone().transpose()).transpose()),
+                &want_tanh,
+                "strided tanh",
+            );
+            close(
+                values(channel_update(z.clone(), None)),
+                &want_first,
+                "first update",
+            );
+            close(
+                values(channel_update(z.clone(), Some(m.clone()))),
+                &want_next,
+                "update",
+            );
+            let strided = channel_update(z.clone().transpose(), Some(m.transpose())).transpose();
+            close(values(strided), &want_next, "strided update");
+            assert_eq!(values(z), zs, "the input is left alone");
         }
     }
 }

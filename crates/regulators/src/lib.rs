@@ -12,6 +12,8 @@
 //! four hosts of this project as its examples, and drives the three modes over any host.
 
 pub mod activation;
+#[cfg(feature = "flex")]
+pub mod cpu;
 pub mod factors;
 pub mod host;
 pub mod init;

@@ -4,7 +4,7 @@
 //! factor update and a temperature update, accumulated residually over steps:
 //! m' = clip(tanh(matrix(U)) + m, −1, 1) and λ' = ReLU(smooth(U) + λ).
 
-use crate::activation::tanh;
+use crate::activation::{channel_update, tanh};
 use crate::factors::{AttentionFactors, Temperature};
 use crate::init::xavier_linear;
 use burn::config::Config;
@@ -73,12 +73,7 @@ impl RcrConfig {
 impl Rcr {
     /// The factors for the next pass from this pass's alignment vectors `u: [n, q, S]`.
     pub fn forward(&self, u: Tensor<3>, factors: AttentionFactors) -> AttentionFactors {
-        let delta_m = tanh(self.matrix.forward(u.clone()));
-        let channel = match factors.channel {
-            Some(m) => delta_m + m,
-            None => delta_m.add_scalar(1.0),
-        }
-        .clamp(-1.0, 1.0);
+        let channel = channel_update(self.matrix.forward(u.clone()), factors.channel);
         let smooth = self.smooth.forward(u);
         let temperature = match factors.temperature {
             Temperature::Scalar(l) => smooth.add_scalar(l),

@@ -1,0 +1,159 @@
+//! Element-wise passes done in place on the CPU backend's tensors, in loops the compiler vectorises.
+//!
+//! The CPU backend (`flex`) allocates a new tensor for every element-wise op and runs some of them
+//! (tanh, sigmoid) one scalar libm call at a time; over the regulators' `[pairs, q, E]` tensors those
+//! passes cost as much as the matrix products. A tensor of that backend with no graph (evaluation,
+//! the no-graph scoring of the pair-sparse step) is mapped here in place; any other tensor (a GPU's,
+//! or one recording a graph) takes the caller's Burn expression, whose derivative Burn knows.
+
+use burn::backend::Flex;
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// `f` over a CPU tensor's values, in place where the tensor owns them (a fresh output, the usual
+/// case), on a copy where they are shared or strided; `otherwise(x)` for a tensor that is not a
+/// float32 tensor of the CPU backend without a graph.
+pub fn map_in_place_or<const D: usize>(
+    x: Tensor<D>,
+    f: impl FnOnce(&mut [f32]),
+    otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    if x.dtype() != DType::F32 {
+        return otherwise(x);
+    }
+    // The conversion consumes its tensor even when it fails: probe with a (shallow) clone.
+    let Ok(mut t) = x.clone().try_into_primitive::<Flex>() else {
+        return otherwise(x);
+    };
+    let device = x.device();
+    drop(x);
+    let n = t.layout().num_elements();
+    let whole = t.layout().is_contiguous() && t.layout().start_offset() == 0;
+    if whole {
+        if let Some(values) = t.try_storage_mut::<f32>() {
+            f(&mut values[..n]);
+            return Tensor::from_primitive::<Flex>(t);
+        }
+    }
+    let shape = t.layout().shape().clone();
+    let mut values = Tensor::<D>::from_primitive::<Flex>(t)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("a float32 tensor's data is float32");
+    f(&mut values);
+    Tensor::from_data(TensorData::new(values, shape), &device)
+}
+
+/// `f(x values, y values)` writing into x's, as [`map_in_place_or`], where `y` is a contiguous CPU
+/// tensor of x's shape without a graph too; `otherwise(x, y)` where either is not.
+pub fn zip_in_place_or<const D: usize>(
+    x: Tensor<D>,
+    y: Tensor<D>,
+    f: impl FnOnce(&mut [f32], &[f32]),
+    otherwise: impl FnOnce(Tensor<D>, Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    if y.dtype() != DType::F32 || y.dims() != x.dims() {
+        return otherwise(x, y);
+    }
+    let Ok(other) = y.clone().try_into_primitive::<Flex>() else {
+        return otherwise(x, y);
+    };
+    let Some(ys) = other.as_slice::<f32>() else {
+        return otherwise(x, y);
+    };
+    let mut y = Some(y);
+    map_in_place_or(
+        x,
+        |xs| f(xs, ys),
+        |x| otherwise(x, y.take().expect("otherwise runs once")),
+    )
+}
+
+/// Runs `body` compiled for the widest vector unit the CPU has (the loops inside it are vectorised
+/// for it); the arithmetic is the same at every width, so are the values.
+#[inline(always)]
+pub fn vectorised(body: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512(body) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512(body: impl FnOnce()) {
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2(body: impl FnOnce()) {
+    body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn a_pass_in_place_leaves_other_holders_of_the_values_alone() {
+        let device = Device::flex();
+        let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(data.clone(), [4, 6]), &device);
+        let double = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= 2.0);
+        let never = |_: Tensor<2>| unreachable!("a CPU tensor without a graph");
+        let shared = map_in_place_or(x.clone(), double, never);
+        let strided = map_in_place_or(x.clone().transpose(), double, never).transpose();
+        let owned = map_in_place_or(x.clone() * 1.0, double, never);
+        assert_eq!(values(x.clone()), data);
+        let want: Vec<f32> = data.iter().map(|v| v * 2.0).collect();
+        for got in [shared, strided, owned] {
+            assert_eq!(values(got), want);
+        }
+        let y = x.clone().transpose().transpose() + 0.5;
+        let sum = zip_in_place_or(
+            x.clone(),
+            y,
+            |a, b| a.iter_mut().zip(b).for_each(|(a, b)| *a += b),
+            |_, _| unreachable!(),
+        );
+        assert_eq!(
+            values(sum),
+            data.iter().map(|v| 2.0 * v + 0.5).collect::<Vec<_>>()
+        );
+        assert_eq!(values(x), data);
+    }
+
+    #[test]
+    fn strided_or_misshapen_second_operands_take_the_burn_expression() {
+        let device = Device::flex();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32; 6], [2, 3]), &device);
+        let y = Tensor::<2>::from_data(TensorData::new(vec![2.0f32; 6], [3, 2]), &device);
+        let mut fallbacks = 0;
+        let mut add = |x: Tensor<2>, y: Tensor<2>| {
+            fallbacks += 1;
+            x + y
+        };
+        let sum = zip_in_place_or(x.clone(), y.clone().transpose(), |_, _| panic!(), &mut add);
+        assert_eq!(values(sum), vec![3.0; 6]);
+        let _ = zip_in_place_or(
+            x,
+            y.reshape([6, 1]).reshape([2, 3]) * 1.0,
+            |_, _| {},
+            &mut add,
+        );
+        assert_eq!(fallbacks, 1);
+    }
+}
