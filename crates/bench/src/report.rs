@@ -28,6 +28,23 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// A row that ran, with nothing beside its rate and time yet.
+    pub fn new(name: String, value: f64, unit: &'static str, seconds: f64) -> Self {
+        Self {
+            name,
+            value,
+            unit,
+            seconds,
+            gflops: None,
+            percent_of_reference: None,
+            memory: None,
+            note: String::new(),
+            skipped: false,
+            torch: None,
+            torch_extrapolated: false,
+        }
+    }
+
     /// This row's value over PyTorch's, where both ran (both are rates: above 1 is faster).
     pub fn ratio(&self) -> Option<f64> {
         self.torch.filter(|_| !self.skipped).map(|t| self.value / t)

@@ -186,19 +186,7 @@ mod tests {
     use crate::report::Measurement;
 
     fn measurement(name: &str, value: f64) -> Measurement {
-        Measurement {
-            name: name.to_string(),
-            value,
-            unit: "pairs/s",
-            seconds: 1.0,
-            gflops: None,
-            percent_of_reference: None,
-            memory: None,
-            note: String::new(),
-            skipped: false,
-            torch: None,
-            torch_extrapolated: false,
-        }
+        Measurement::new(name.to_string(), value, "pairs/s", 1.0)
     }
 
     fn torch_row(line: &str) -> TorchRow {

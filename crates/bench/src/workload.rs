@@ -230,22 +230,6 @@ pub fn run(
     }
 }
 
-fn row(name: String, value: f64, unit: &'static str, seconds: f64) -> Measurement {
-    Measurement {
-        name,
-        value,
-        unit,
-        seconds,
-        gflops: None,
-        percent_of_reference: None,
-        memory: None,
-        note: String::new(),
-        skipped: false,
-        torch: None,
-        torch_extrapolated: false,
-    }
-}
-
 /// The row of a call that handles `items` in the median time of `timing`, with its peak memory.
 fn measured(
     name: String,
@@ -253,7 +237,7 @@ fn measured(
     unit: &'static str,
     (seconds, peak): (f64, Option<Peak>),
 ) -> Measurement {
-    let mut m = row(name, items as f64 / seconds, unit, seconds);
+    let mut m = Measurement::new(name, items as f64 / seconds, unit, seconds);
     m.memory = peak;
     m
 }
@@ -398,7 +382,7 @@ fn step_row(
         let estimate = estimated_host_peak(cfg, b, strategy, device);
         if let (Some(ceiling), Some(estimate)) = (ceiling, estimate) {
             if estimate as f64 > HOST_SHARE * ceiling as f64 {
-                let mut m = row(name, 0.0, "pairs/s", 0.0);
+                let mut m = Measurement::new(name, 0.0, "pairs/s", 0.0);
                 m.skipped = true;
                 m.memory = Some(Peak {
                     bytes: estimate,
@@ -469,14 +453,14 @@ fn train_rows(cfg: &BenchConfig, b: usize, device: &Device, cpu_backend: bool) -
             m
         })
         .collect();
-    let mut enc_row = row(
+    let mut enc_row = Measurement::new(
         format!("encoders fwd+bwd, batch {b}"),
         2.0 * b as f64 / t_enc,
         "items/s",
         t_enc,
     );
     enc_row.note = "image and text encoders of one training batch".into();
-    let mut loss_row = row(
+    let mut loss_row = Measurement::new(
         format!("hinge loss fwd+bwd, {b}×{b}"),
         pairs / t_loss,
         "pairs/s",
