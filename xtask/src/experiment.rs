@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use rcar_backbones::Direction;
 use rcar_data::atomic::write_atomic;
-use rcar_train::plugin::{markdown, run_table};
+use rcar_train::plugin::{markdown, rows, run_table};
 use rcar_train::TrainConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ impl ExperimentCommand {
 #[derive(Args)]
 pub struct PluginArgs {
     /// Seeds, comma-separated: one run of every model per seed (their spread is the noise).
-    #[arg(long, default_value = "0,1")]
+    #[arg(long, default_value = "0,1,2")]
     seeds: String,
     /// Hosts, comma-separated, of `scan-t2i`, `scan-i2t`, `saf`, `sgr`.
     #[arg(long, default_value = "scan-t2i,scan-i2t,saf,sgr")]
@@ -48,7 +48,7 @@ pub struct PluginArgs {
     /// Also write the table (markdown).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Also write every run's result (JSON).
+    /// Also write every run's result and the table's rows (JSON: `{"cells": [..], "rows": [..]}`).
     #[arg(long)]
     json: Option<PathBuf>,
     #[arg(long, default_value = "flex")]
@@ -93,7 +93,8 @@ pub fn run(cmd: ExperimentCommand) -> Result<ExitCode> {
     let device = backend::device(&args.backend)?;
     let started = std::time::Instant::now();
     let cells = run_table(&hosts, &seeds, &args.out, &device, &mut Bars::new())?;
-    let table = markdown(&cells);
+    let rows = rows(&cells);
+    let table = markdown(&rows);
     println!();
     print!("{table}");
     println!(
@@ -102,11 +103,24 @@ pub fn run(cmd: ExperimentCommand) -> Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    let stuck: Vec<String> = cells
+        .iter()
+        .filter(|c| c.stuck)
+        .map(|c| format!("{} {} s{}", c.host, c.variant, c.seed))
+        .collect();
+    if !stuck.is_empty() {
+        println!(
+            "warning: {} run(s) never left the loss plateau (their ranking is noise): {}",
+            stuck.len(),
+            stuck.join(", ")
+        );
+    }
     if let Some(path) = &args.markdown {
         write_atomic(path, table.as_bytes())?;
     }
     if let Some(path) = &args.json {
-        write_atomic(path, &serde_json::to_vec_pretty(&cells)?)?;
+        let both = serde_json::json!({ "cells": cells, "rows": rows });
+        write_atomic(path, &serde_json::to_vec_pretty(&both)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 pub struct TrainConfig {
     /// Experiment name (the run directory's default name).
     pub name: String,
+    /// Free text for whoever reads the preset (what it reproduces, what it leaves out).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
     /// Dataset directory in the SCAN layout (`train_*`, `dev_*`).
     pub data: PathBuf,
     /// Vocabulary JSON.
@@ -33,6 +36,12 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Epochs with the loss summed over all negatives before switching to the hardest one.
     pub warmup_epochs: usize,
+    /// Optimizer steps from the run's start with the summed loss, besides `warmup_epochs`, so that
+    /// a short run can warm up for part of an epoch: hardest-negative training from the first step
+    /// starts on a plateau (all scores equal, loss 2·B·margin) that SGRAF's hosts take thousands
+    /// of steps to leave.
+    #[serde(default)]
+    pub warmup_steps: u64,
     #[serde(default = "defaults::margin")]
     pub margin: f64,
     /// Global gradient-norm clip.
@@ -146,12 +155,36 @@ impl TrainConfig {
         self.lr * 0.1f64.powi(decays as i32)
     }
 
-    /// The loss of `epoch`: summed over negatives during warm-up, hardest afterwards.
-    pub fn loss_at(&self, epoch: usize) -> LossMode {
-        if epoch >= self.warmup_epochs {
-            LossMode::Hardest
-        } else {
+    /// The loss of the step after `step` optimizer steps, in `epoch`: summed over negatives
+    /// during warm-up (`warmup_epochs` epochs or `warmup_steps` steps, whichever lasts longer),
+    /// hardest afterwards.
+    pub fn loss_at(&self, epoch: usize, step: u64) -> LossMode {
+        if epoch < self.warmup_epochs || step < self.warmup_steps {
             LossMode::Sum
+        } else {
+            LossMode::Hardest
+        }
+    }
+
+    /// The loss every query contributes when all scores are equal: `margin` per negative counted,
+    /// from both directions (`2·B·margin` for the hardest negative, `2·B·(B−1)·margin` summed).
+    /// Hardest-negative training can sit at this value for thousands of steps.
+    pub fn plateau(&self, mode: LossMode) -> f64 {
+        let b = self.batch_size as f64;
+        let negatives = match mode {
+            LossMode::Hardest => 1.0,
+            LossMode::Sum => b - 1.0,
+        };
+        2.0 * b * negatives * self.margin
+    }
+
+    /// The configuration with its data and vocabulary paths blanked: the same experiment, run
+    /// from another checkout or with its data moved.
+    pub fn without_paths(&self) -> Self {
+        Self {
+            data: PathBuf::new(),
+            vocab: PathBuf::new(),
+            ..self.clone()
         }
     }
 

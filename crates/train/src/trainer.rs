@@ -177,7 +177,7 @@ impl Trainer {
         let per_epoch = batches_per_epoch(self.train.len(), self.cfg.batch_size);
         while self.state.epoch < self.cfg.epochs {
             let epoch = self.state.epoch;
-            let (lr, mode) = (self.cfg.lr_at(epoch), self.cfg.loss_at(epoch));
+            let lr = self.cfg.lr_at(epoch);
             let loader = LoaderConfig {
                 batch_size: self.cfg.batch_size,
                 seed: self.cfg.seed,
@@ -199,6 +199,7 @@ impl Trainer {
                     });
                 }
                 let batch = batch?;
+                let mode = self.cfg.loss_at(epoch, self.state.step);
                 let (loss, grad_norm) = self.step(batch, mode, lr)?;
                 self.state.step += 1;
                 self.state.batch += 1;

@@ -52,9 +52,33 @@ fn config() -> TrainConfig {
 fn warm_up_switches_to_hardest_negatives_at_its_epoch() {
     let cfg = config();
     assert_eq!(cfg.warmup_epochs, 3);
-    let modes: Vec<LossMode> = (0..6).map(|e| cfg.loss_at(e)).collect();
+    let modes: Vec<LossMode> = (0..6).map(|e| cfg.loss_at(e, 1 << 40)).collect();
     use LossMode::*;
     assert_eq!(modes, [Sum, Sum, Sum, Hardest, Hardest, Hardest]);
+}
+
+#[test]
+fn warm_up_in_steps_ends_inside_an_epoch_and_outlasts_a_shorter_epoch_warm_up() {
+    let mut cfg = config();
+    cfg.warmup_epochs = 0;
+    cfg.warmup_steps = 150;
+    use LossMode::*;
+    assert_eq!(cfg.loss_at(0, 0), Sum);
+    assert_eq!(cfg.loss_at(0, 149), Sum);
+    assert_eq!(cfg.loss_at(0, 150), Hardest);
+    // The longer of the two warm-ups wins.
+    cfg.warmup_epochs = 1;
+    assert_eq!((cfg.loss_at(0, 200), cfg.loss_at(1, 200)), (Sum, Hardest));
+    assert_eq!(cfg.loss_at(3, 100), Sum);
+}
+
+#[test]
+fn the_plateau_is_margin_per_counted_negative_from_both_directions() {
+    let mut cfg = config();
+    cfg.batch_size = 32;
+    cfg.margin = 0.2;
+    assert!((cfg.plateau(LossMode::Hardest) - 12.8).abs() < 1e-12);
+    assert!((cfg.plateau(LossMode::Sum) - 2.0 * 32.0 * 31.0 * 0.2).abs() < 1e-9);
 }
 
 #[test]
@@ -136,8 +160,8 @@ fn every_experiment_loads_and_sgraf_presets_follow_sgraf() {
         ("f30k_sgr", Host::Sgr, 40, 30, 8481),
         ("coco_saf", Host::Saf, 20, 10, 11353),
         ("coco_sgr", Host::Sgr, 20, 10, 11353),
-        ("demo_saf", Host::Saf, 1, 10, 90),
-        ("demo_sgr", Host::Sgr, 1, 10, 90),
+        ("demo_saf", Host::Saf, 2, 10, 90),
+        ("demo_sgr", Host::Sgr, 2, 10, 90),
     ] {
         let cfg = TrainConfig::load(&dir.join(format!("{name}.json"))).unwrap();
         let m = &cfg.model;
@@ -154,7 +178,21 @@ fn every_experiment_loads_and_sgraf_presets_follow_sgraf() {
         );
         assert_eq!(cfg.optimizer, OptimizerKind::Adam, "{name}");
         assert_eq!(cfg.lr_decay, LrDecay::Every, "{name}");
-        assert_eq!(cfg.loss_at(0), LossMode::Hardest, "{name}");
+        if m.embed_size == 1024 {
+            // The paper-size presets keep SGRAF's released recipe: hardest negatives at once.
+            assert_eq!((cfg.warmup_epochs, cfg.warmup_steps), (0, 0), "{name}");
+            // ... and say how to add the warm-up.
+            assert!(cfg.note.contains("warmup_steps"), "{name}: {}", cfg.note);
+        } else {
+            // The demo presets warm up for their first epoch (the plateau, README).
+            assert!(cfg.warmup_steps > 0, "{name}");
+            assert_eq!(cfg.loss_at(0, 0), LossMode::Sum, "{name}");
+            assert_eq!(
+                cfg.loss_at(0, cfg.warmup_steps),
+                LossMode::Hardest,
+                "{name}"
+            );
+        }
         assert!(!cfg.augment, "{name}");
         if m.embed_size == 1024 {
             assert_eq!(

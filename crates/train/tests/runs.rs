@@ -10,10 +10,10 @@ use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::Silent;
 use rcar_train::config::{LrDecay, OptimizerKind};
-use rcar_train::plugin::{markdown, run_table};
+use rcar_train::plugin::{markdown, rows, run_table};
 use rcar_train::{Outcome, TrainConfig, Trainer};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 /// The backend's random generator is global to the process: tests that train take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -30,11 +30,21 @@ fn dataset(dir: &Path) {
     generate(dir, &cfg, &mut |_, _, _| {}).unwrap();
 }
 
+/// One test at a time (they train), in a scratch directory holding a tiny dataset at `data`.
+fn scratch() -> (MutexGuard<'static, ()>, tempfile::TempDir, PathBuf) {
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    (turn, tmp, data)
+}
+
 fn config(data: &Path, seed: u64) -> TrainConfig {
     let vocab = data.join("vocab.json");
     let vocab_size = Vocab::load(&vocab).unwrap().len();
     TrainConfig {
         name: "tiny".into(),
+        note: String::new(),
         data: data.to_path_buf(),
         vocab,
         model: ModelConfig::new(vocab_size, Direction::T2i, Mode::CoopRcar, 2)
@@ -49,6 +59,7 @@ fn config(data: &Path, seed: u64) -> TrainConfig {
         lr_decay: LrDecay::Once,
         optimizer: OptimizerKind::Adamw,
         warmup_epochs: 1,
+        warmup_steps: 0,
         margin: 0.2,
         grad_clip: 2.0,
         seed,
@@ -105,10 +116,7 @@ fn train(cfg: TrainConfig, out: &Path, max_steps: Option<u64>) -> Outcome {
 
 #[test]
 fn seeded_runs_repeat_and_resumed_runs_match_uninterrupted_ones() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data);
+    let (_turn, tmp, data) = scratch();
 
     let full = tmp.path().join("full");
     let outcome = train(config(&data, 7), &full, None);
@@ -174,10 +182,7 @@ fn sgraf_config(data: &Path, host: Host) -> TrainConfig {
 #[test]
 fn sgraf_hosts_train_with_their_recipe_resume_exactly_and_evaluate() {
     // With and without regulators plugged in.
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data);
+    let (_turn, tmp, data) = scratch();
     let plugged = |host, mode, steps| {
         let mut cfg = sgraf_config(&data, host);
         cfg.model.mode = mode;
@@ -225,6 +230,25 @@ fn sgraf_hosts_train_with_their_recipe_resume_exactly_and_evaluate() {
 }
 
 #[test]
+fn a_warm_up_in_steps_switches_to_hardest_negatives_inside_the_epoch() {
+    let (_turn, tmp, data) = scratch();
+    let mut cfg = sgraf_config(&data, Host::Sgr);
+    cfg.epochs = 1;
+    cfg.warmup_steps = 3;
+    let out = tmp.path().join("run");
+    train(cfg, &out, Some(6));
+    let modes: Vec<String> = log(&out)
+        .iter()
+        .filter(|l| l["kind"] == "step")
+        .map(|l| l["loss_mode"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        modes,
+        ["sum", "sum", "sum", "hardest", "hardest", "hardest"]
+    );
+}
+
+#[test]
 fn an_sgraf_host_with_token_augmentation_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     dataset(tmp.path());
@@ -242,10 +266,7 @@ fn an_sgraf_host_with_token_augmentation_is_refused() {
 
 #[test]
 fn the_loss_goes_down_on_a_tiny_set() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data);
+    let (_turn, tmp, data) = scratch();
     let mut cfg = config(&data, 1);
     cfg.warmup_epochs = 3; // sum mode throughout: comparable losses
     cfg.lr_update = 10;
@@ -263,10 +284,7 @@ fn the_loss_goes_down_on_a_tiny_set() {
 
 #[test]
 fn a_feature_row_with_nan_stops_training_before_the_loss_naming_file_and_row() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data);
+    let (_turn, tmp, data) = scratch();
     let ims = data.join("train_ims.npy");
     let (shape, mut values) = rcar_data::npy::read_f32(&ims).unwrap();
     let row_len = shape[1] * shape[2];
@@ -287,10 +305,7 @@ fn a_feature_row_with_nan_stops_training_before_the_loss_naming_file_and_row() {
 
 #[test]
 fn the_plugin_table_trains_every_variant_of_every_host_once() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data);
+    let (_turn, tmp, data) = scratch();
     let mut scan = config(&data, 0);
     scan.epochs = 1;
     let mut saf = sgraf_config(&data, Host::Saf);
@@ -304,9 +319,19 @@ fn the_plugin_table_trains_every_variant_of_every_host_once() {
     // Each variant is its own model: a run directory per cell, with the mode it names.
     let model = load_any(&out.join("saf-rcar2-s5"), &device).unwrap();
     assert_eq!(model.describe(), "SGRAF SAF +RCAR 2");
-    let table = markdown(&cells);
+    let table = markdown(&rows(&cells));
     assert_eq!(table.lines().count(), 2 + 8, "{table}");
     // Finished runs are read back, not trained again.
     let again = run_table(&hosts, &[5], &out, &device, &mut Silent).unwrap();
     assert_eq!(again, cells);
+    // A changed preset does not read back the old runs as its own.
+    let mut changed = hosts.clone();
+    changed[0].1.margin = 0.3;
+    let err = run_table(&changed, &[5], &out, &device, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("scan-t2i-base-s5") && err.contains("another configuration"),
+        "{err}"
+    );
 }
