@@ -6,6 +6,7 @@ pub mod clip;
 pub mod config;
 pub mod curves;
 pub mod error;
+pub mod lock;
 pub mod loss;
 pub mod plugin;
 pub mod run;

@@ -4,8 +4,9 @@
 //!
 //! Each run lives in `OUT/<host>-<variant>-s<seed>/`; its result (`plugin.json`) is written when
 //! it is done, so an interrupted table continues where it stopped and a finished run is not
-//! trained twice.
+//! trained twice. The table's directory is locked while it runs (`lock`).
 
+use crate::lock::RunLock;
 use crate::loss::LossMode;
 use crate::run::RunDir;
 use crate::{TrainConfig, TrainError, Trainer};
@@ -69,6 +70,8 @@ pub fn run_table(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Cell>, TrainError> {
+    // One table per directory; each run's trainer also locks its own.
+    let _lock = RunLock::acquire(out)?;
     let mut cells = Vec::new();
     // Seed by seed, so an interrupted table has whole columns.
     for &seed in seeds {

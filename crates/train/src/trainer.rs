@@ -6,6 +6,7 @@
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves;
 use crate::error::TrainError;
+use crate::lock::RunLock;
 use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
 use crate::step::{train_step, StepOutcome, StepSettings, Strategy};
 use burn::module::Module;
@@ -72,6 +73,18 @@ pub struct Trainer {
     train: Arc<Split>,
     dev: Split,
     log: MetricsLog,
+    /// This process is the run directory's one writer while the trainer lives.
+    _lock: RunLock,
+}
+
+fn refuse_existing(run: &RunDir) -> Result<(), DataError> {
+    if run.config().exists() {
+        return Err(DataError::invalid(
+            &run.config(),
+            "a run already lives here: resume it (--resume) or choose another --out",
+        ));
+    }
+    Ok(())
 }
 
 fn open_data(cfg: &TrainConfig) -> Result<(Arc<Split>, Split), DataError> {
@@ -102,15 +115,22 @@ impl Trainer {
     /// an autodiff device.
     pub fn new(cfg: TrainConfig, dir: &Path, device: &Device) -> Result<Self, TrainError> {
         let run = RunDir::new(dir);
-        if run.config().exists() {
-            return Err(DataError::invalid(
-                &run.config(),
-                "a run already lives here: resume it (--resume) or choose another --out",
-            )
-            .into());
-        }
+        refuse_existing(&run)?;
         let (train, dev) = open_data(&cfg)?;
-        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        let lock = RunLock::acquire(dir)?;
+        Self::create(cfg, run, device, lock, (train, dev))
+    }
+
+    /// A new run in the locked, empty `run`.
+    fn create(
+        cfg: TrainConfig,
+        run: RunDir,
+        device: &Device,
+        lock: RunLock,
+        (train, dev): (Arc<Split>, Split),
+    ) -> Result<Self, TrainError> {
+        // Another writer may have started the run before the lock was ours.
+        refuse_existing(&run)?;
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;
         let model = initial_model(&cfg, device);
         let log = MetricsLog::open(&run.metrics(), None)?;
@@ -124,6 +144,7 @@ impl Trainer {
             train,
             dev,
             log,
+            _lock: lock,
         })
     }
 
@@ -137,6 +158,8 @@ impl Trainer {
         let run = RunDir::new(dir);
         let mut cfg = TrainConfig::load(&run.config())?;
         overrides(&mut cfg);
+        let (train, dev) = open_data(&cfg)?;
+        let lock = RunLock::acquire(dir)?;
         let latest = run.list_checkpoints()?.pop();
         let Some(latest) = latest else {
             // Died before its first checkpoint: start over, without the lines it logged.
@@ -145,10 +168,9 @@ impl Trainer {
                     std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
                 }
             }
-            return Self::new(cfg, dir, device);
+            return Self::create(cfg, run, device, lock, (train, dev));
         };
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;
-        let (train, dev) = open_data(&cfg)?;
         let (model, optim, state) = load_checkpoint(&latest, device, optimizer(cfg.optimizer))?;
         let log = MetricsLog::open(&run.metrics(), Some(state.step))?;
         Ok(Self {
@@ -161,6 +183,7 @@ impl Trainer {
             train,
             dev,
             log,
+            _lock: lock,
         })
     }
 

@@ -10,6 +10,7 @@ use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
 use rcar_eval::Silent;
 use rcar_train::config::{LrDecay, OptimizerKind};
+use rcar_train::lock::{RunLock, LOCK_FILE};
 use rcar_train::plugin::{markdown, rows, run_table};
 use rcar_train::{Outcome, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
@@ -334,4 +335,32 @@ fn the_plugin_table_trains_every_variant_of_every_host_once() {
         err.contains("scan-t2i-base-s5") && err.contains("another configuration"),
         "{err}"
     );
+    // Nor does a second table in the same directory run beside the first.
+    let _held = RunLock::acquire(&out).unwrap();
+    let err = run_table(&hosts, &[5], &out, &device, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is writing this run directory"), "{err}");
+}
+
+#[test]
+fn a_second_writer_of_a_run_is_refused_naming_the_directory_and_the_holder() {
+    let (_turn, tmp, data) = scratch();
+    let out = tmp.path().join("run");
+    let device = Device::flex().autodiff();
+    let first = Trainer::new(config(&data, 0), &out, &device).unwrap();
+    let err = Trainer::resume(&out, &device, |_| {})
+        .err()
+        .expect("a second writer is refused")
+        .to_string();
+    let holder = format!("process {}", std::process::id());
+    assert!(
+        err.contains(out.to_str().unwrap()) && err.contains(&holder),
+        "{err}"
+    );
+    drop(first);
+    // The file a dead writer leaves behind locks nothing.
+    assert!(out.join(LOCK_FILE).is_file());
+    let mut resumed = Trainer::resume(&out, &device, |_| {}).unwrap();
+    resumed.run(&mut Silent, Some(1)).unwrap();
 }
