@@ -75,6 +75,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("give --config FILE or --resume RUN_DIR"),
     };
+    for problem in &trainer.passed_over {
+        eprintln!("warning: resuming from an older checkpoint; passed over {problem}");
+    }
     println!(
         "run {} — {} {}, E {}, batch {}, {} epochs, from epoch {} step {}",
         trainer.run.root.display(),

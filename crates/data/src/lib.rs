@@ -6,6 +6,7 @@ pub mod augment;
 pub mod batch;
 pub mod captions;
 pub mod check;
+pub mod checksum;
 pub mod dataset;
 pub mod error;
 pub mod finite;

@@ -142,7 +142,11 @@ fn run_cell(
     let started = Instant::now();
     let train_device = device.clone().autodiff();
     let mut trainer = if config.exists() {
-        Trainer::resume(dir, &train_device, |_| {})?
+        let trainer = Trainer::resume(dir, &train_device, |_| {})?;
+        for problem in &trainer.passed_over {
+            progress.line(&format!("passed over {problem}"));
+        }
+        trainer
     } else {
         Trainer::new(cfg.clone(), dir, &train_device)?
     };

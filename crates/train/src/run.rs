@@ -9,6 +9,7 @@ use burn::tensor::{Bytes, Device};
 use rcar_backbones::checkpoint::native::{load_model, save_model};
 use rcar_backbones::Matcher;
 use rcar_data::atomic::write_atomic;
+use rcar_data::checksum;
 use rcar_data::DataError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -130,6 +131,8 @@ impl RunDir {
         })?;
         write_atomic(&optim_path, &bytes)?;
         write_json(&staging.join(STATE_FILE), state)?;
+        // Now over the optimizer and state too.
+        checksum::seal(&staging)?;
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(|e| DataError::io(&target, e))?;
         }

@@ -73,8 +73,26 @@ pub struct Trainer {
     train: Arc<Split>,
     dev: Split,
     log: MetricsLog,
+    /// The damaged checkpoints `resume` passed over for an older one, each with what is wrong
+    /// (now `checkpoints/damaged-step-N/`).
+    pub passed_over: Vec<String>,
     /// This process is the run directory's one writer while the trainer lives.
     _lock: RunLock,
+}
+
+/// Moves a checkpoint that does not load out of the list (kept for inspection, not deleted) and
+/// says why it was passed over.
+fn set_aside(checkpoint: &Path, problem: DataError) -> Result<String, DataError> {
+    let name = checkpoint
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let aside = checkpoint.with_file_name(format!("damaged-{name}"));
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(|e| DataError::io(&aside, e))?;
+    }
+    std::fs::rename(checkpoint, &aside).map_err(|e| DataError::io(checkpoint, e))?;
+    Ok(format!("{problem} (moved to {})", aside.display()))
 }
 
 fn refuse_existing(run: &RunDir) -> Result<(), DataError> {
@@ -144,6 +162,7 @@ impl Trainer {
             train,
             dev,
             log,
+            passed_over: Vec::new(),
             _lock: lock,
         })
     }
@@ -170,8 +189,25 @@ impl Trainer {
             }
             return Self::create(cfg, run, device, lock, (train, dev));
         };
+        let mut passed_over = Vec::new();
+        let mut candidates = run.list_checkpoints()?;
+        let (model, optim, state) = loop {
+            let Some(newest) = candidates.pop() else {
+                return Err(DataError::invalid(
+                    &latest,
+                    format!(
+                        "no checkpoint of this run is intact: {}",
+                        passed_over.join("; ")
+                    ),
+                )
+                .into());
+            };
+            match load_checkpoint(&newest, device, optimizer(cfg.optimizer)) {
+                Ok(loaded) => break loaded,
+                Err(e) => passed_over.push(set_aside(&newest, e)?),
+            }
+        };
         write_atomic(&run.config(), cfg.to_json().as_bytes())?;
-        let (model, optim, state) = load_checkpoint(&latest, device, optimizer(cfg.optimizer))?;
         let log = MetricsLog::open(&run.metrics(), Some(state.step))?;
         Ok(Self {
             cfg,
@@ -183,6 +219,7 @@ impl Trainer {
             train,
             dev,
             log,
+            passed_over,
             _lock: lock,
         })
     }
@@ -357,6 +394,8 @@ impl Trainer {
                 &self.run.best().join("metrics.json"),
                 &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),
             )?;
+            // The record then covers the new metrics too, not the last best's.
+            rcar_data::checksum::seal(&self.run.best())?;
         }
         self.state.rsum_curve.push((epoch, dev.rsum));
         self.log.write(&json!({

@@ -5,6 +5,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::checkpoint::native::load_model;
+use rcar_backbones::checkpoint::native::WEIGHTS_FILE;
 use rcar_backbones::{Direction, Host, Mode, ModelConfig};
 use rcar_data::synth::{generate, SynthConfig};
 use rcar_data::vocab::Vocab;
@@ -158,6 +159,44 @@ fn seeded_runs_repeat_and_resumed_runs_match_uninterrupted_ones() {
         assert_eq!(log(&cut), reference, "resumed after step {stop}");
         assert_eq!(weights(&cut), final_weights, "resumed after step {stop}");
     }
+
+    // A newest checkpoint cut short is passed over, named, kept aside; the run continues from the
+    // one before exactly.
+    let cut = tmp.path().join("damaged");
+    train(config(&data, 7), &cut, Some(10));
+    let newest = cut.join("checkpoints/step-00000008");
+    let file = newest.join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let device = Device::flex().autodiff();
+    let mut resumed = Trainer::resume(&cut, &device, |_| {}).unwrap();
+    assert_eq!(resumed.state.step, 4);
+    assert_eq!(resumed.passed_over.len(), 1);
+    let why = &resumed.passed_over[0];
+    assert!(
+        why.contains(WEIGHTS_FILE) && why.contains("bytes where") && why.contains("damaged-step"),
+        "{why}"
+    );
+    assert!(cut
+        .join("checkpoints/damaged-step-00000008")
+        .join(WEIGHTS_FILE)
+        .is_file());
+    resumed.run(&mut Silent, None).unwrap();
+    drop(resumed);
+    assert_eq!(log(&cut), reference, "resumed past a damaged checkpoint");
+    assert_eq!(weights(&cut), final_weights);
+
+    // A damaged best model is an error when it is evaluated, not garbage.
+    let best = full.join("best").join(WEIGHTS_FILE);
+    let mut bytes = std::fs::read(&best).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&best, bytes).unwrap();
+    let err = load_any(&full, &Device::flex()).err().unwrap().to_string();
+    assert!(
+        err.contains(WEIGHTS_FILE) && err.contains("damaged"),
+        "{err}"
+    );
 }
 
 /// SGRAF's recipe on `host`: Adam, hardest negatives from the start, the lr falling every

@@ -12,6 +12,7 @@ use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Bytes, Device};
 use rcar_data::atomic::write_atomic;
+use rcar_data::checksum;
 use rcar_data::DataError;
 use std::path::Path;
 
@@ -41,7 +42,8 @@ pub fn save_model(model: &Matcher, dir: &Path) -> Result<(), DataError> {
         .map_err(|e| DataError::invalid(&weights, format!("cannot serialise the weights: {e}")))?;
     write_atomic(&weights, &bytes)?;
     let config = dir.join(CONFIG_FILE);
-    write_atomic(&config, model.config().to_string().as_bytes())
+    write_atomic(&config, model.config().to_string().as_bytes())?;
+    checksum::seal(dir)
 }
 
 /// Reads the model configuration of a checkpoint directory.
@@ -56,6 +58,7 @@ pub fn load_config(dir: &Path) -> Result<ModelConfig, DataError> {
 /// Builds the model of a checkpoint directory on `device`. Every tensor must be present with its
 /// configured shape; anything else is refused with the tensor's name.
 pub fn load_model(dir: &Path, device: &Device) -> Result<Matcher, DataError> {
+    checksum::verify(dir)?;
     let config = load_config(dir)?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
