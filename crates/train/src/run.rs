@@ -131,7 +131,6 @@ impl RunDir {
         })?;
         write_atomic(&optim_path, &bytes)?;
         write_json(&staging.join(STATE_FILE), state)?;
-        // Now over the optimizer and state too.
         checksum::seal(&staging)?;
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(|e| DataError::io(&target, e))?;

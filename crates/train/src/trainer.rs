@@ -179,8 +179,8 @@ impl Trainer {
         overrides(&mut cfg);
         let (train, dev) = open_data(&cfg)?;
         let lock = RunLock::acquire(dir)?;
-        let latest = run.list_checkpoints()?.pop();
-        let Some(latest) = latest else {
+        let mut candidates = run.list_checkpoints()?;
+        let Some(latest) = candidates.last().cloned() else {
             // Died before its first checkpoint: start over, without the lines it logged.
             for path in [run.config(), run.metrics()] {
                 if path.exists() {
@@ -190,7 +190,6 @@ impl Trainer {
             return Self::create(cfg, run, device, lock, (train, dev));
         };
         let mut passed_over = Vec::new();
-        let mut candidates = run.list_checkpoints()?;
         let (model, optim, state) = loop {
             let Some(newest) = candidates.pop() else {
                 return Err(DataError::invalid(
@@ -394,7 +393,6 @@ impl Trainer {
                 &self.run.best().join("metrics.json"),
                 &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),
             )?;
-            // The record then covers the new metrics too, not the last best's.
             rcar_data::checksum::seal(&self.run.best())?;
         }
         self.state.rsum_curve.push((epoch, dev.rsum));

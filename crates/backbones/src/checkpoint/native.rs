@@ -24,7 +24,8 @@ pub fn is_native(dir: &Path) -> bool {
     dir.join(WEIGHTS_FILE).is_file() && dir.join(CONFIG_FILE).is_file()
 }
 
-/// Writes `model` into `dir` (created if needed).
+/// Writes `model` into `dir` (created if needed). The caller seals the directory
+/// ([`checksum::seal`]) once it has written its own files beside the model, so each is read back once.
 pub fn save_model(model: &Matcher, dir: &Path) -> Result<(), DataError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let weights = dir.join(WEIGHTS_FILE);
@@ -42,8 +43,7 @@ pub fn save_model(model: &Matcher, dir: &Path) -> Result<(), DataError> {
         .map_err(|e| DataError::invalid(&weights, format!("cannot serialise the weights: {e}")))?;
     write_atomic(&weights, &bytes)?;
     let config = dir.join(CONFIG_FILE);
-    write_atomic(&config, model.config().to_string().as_bytes())?;
-    checksum::seal(dir)
+    write_atomic(&config, model.config().to_string().as_bytes())
 }
 
 /// Reads the model configuration of a checkpoint directory.
