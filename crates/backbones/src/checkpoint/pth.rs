@@ -168,14 +168,21 @@ enum Storages {
 impl Storages {
     /// Tensor `t`'s values, which must be float32 and contiguous.
     fn float32(&mut self, t: &TensorRef) -> Result<Vec<f32>, String> {
+        // Shapes and offsets come from the file: a damaged one must not overflow.
+        let product = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let too_large = || format!("shape {:?} at offset {} is too large", t.shape, t.offset);
         let contiguous: Vec<usize> = (0..t.shape.len())
-            .map(|i| t.shape[i + 1..].iter().product())
-            .collect();
-        let numel: usize = t.shape.iter().product();
+            .map(|i| product(&t.shape[i + 1..]).ok_or_else(too_large))
+            .collect::<Result<_, _>>()?;
+        let numel = product(&t.shape).ok_or_else(too_large)?;
         if numel > 1 && t.stride != contiguous {
             return Err(format!("non-contiguous tensor (stride {:?})", t.stride));
         }
-        let wanted = t.offset * 4..(t.offset + numel) * 4;
+        let wanted = t
+            .offset
+            .checked_add(numel)
+            .and_then(|end| Some(t.offset.checked_mul(4)?..end.checked_mul(4)?))
+            .ok_or_else(too_large)?;
         let short = |name: &str| format!("storage {name} is shorter than the tensor");
         match self {
             Storages::Zip { zip, prefix } => {
@@ -256,11 +263,13 @@ fn legacy(bytes: Vec<u8>) -> Result<(Value, Storages), String> {
         let count = bytes
             .get(pos..pos + 8)
             .ok_or_else(|| format!("the file ends before storage {key}"))?;
-        let count = u64::from_le_bytes(count.try_into().unwrap()) as usize;
-        let range = pos + 8..pos + 8 + count * size;
-        if range.end > bytes.len() {
-            return Err(format!("the file ends inside storage {key}"));
-        }
+        let count = u64::from_le_bytes(count.try_into().unwrap());
+        let range = usize::try_from(count)
+            .ok()
+            .and_then(|count| count.checked_mul(size)?.checked_add(pos + 8))
+            .filter(|&end| end <= bytes.len())
+            .map(|end| pos + 8..end)
+            .ok_or_else(|| format!("the file ends inside storage {key}"))?;
         pos = range.end;
         ranges.insert(key, range);
     }
