@@ -9,9 +9,9 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use rcar_backbones::Direction;
 use rcar_data::atomic::write_atomic;
-use rcar_train::plugin::{markdown, rows, run_table};
+use rcar_train::plugin::{markdown, rows, run_table, Cell};
 use rcar_train::TrainConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -42,6 +42,11 @@ pub struct PluginArgs {
     /// Where the runs go; finished ones are reused, an unfinished one continued.
     #[arg(long, default_value = "runs/plugin")]
     out: PathBuf,
+    /// An earlier table's JSON (`--json`): its cells stand in for the same host, variant and seed,
+    /// neither trained nor read from --out (for runs whose directories are gone). Only for a table
+    /// made with the same presets and epochs.
+    #[arg(long)]
+    earlier: Option<PathBuf>,
     /// Epochs per run (default: the demo presets').
     #[arg(long)]
     epochs: Option<usize>,
@@ -70,6 +75,15 @@ fn host_experiment(host: &str) -> Result<(String, TrainConfig)> {
     Ok((name.to_string(), cfg))
 }
 
+/// The cells of a table's JSON (`{"cells": [..], "rows": [..]}`).
+fn earlier_cells(path: &Path) -> Result<Vec<Cell>> {
+    let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("--earlier {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+    let mut table: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e))?;
+    serde_json::from_value(table["cells"].take())
+        .map_err(|e| bad(&format!("not a plug-in table's cells: {e}")))
+}
+
 pub fn run(cmd: ExperimentCommand) -> Result<ExitCode> {
     let ExperimentCommand::Plugin(args) = cmd;
     let seeds = args
@@ -90,9 +104,20 @@ pub fn run(cmd: ExperimentCommand) -> Result<ExitCode> {
             Ok((name, cfg))
         })
         .collect::<Result<Vec<_>>>()?;
+    let earlier = match &args.earlier {
+        Some(path) => earlier_cells(path)?,
+        None => Vec::new(),
+    };
     let device = backend::device(&args.backend)?;
     let started = std::time::Instant::now();
-    let cells = run_table(&hosts, &seeds, &args.out, &device, &mut Bars::new())?;
+    let cells = run_table(
+        &hosts,
+        &seeds,
+        &earlier,
+        &args.out,
+        &device,
+        &mut Bars::new(),
+    )?;
     let rows = rows(&cells);
     let table = markdown(&rows);
     println!();

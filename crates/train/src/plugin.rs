@@ -4,7 +4,8 @@
 //!
 //! Each run lives in `OUT/<host>-<variant>-s<seed>/`; its result (`plugin.json`) is written when
 //! it is done, so an interrupted table continues where it stopped and a finished run is not
-//! trained twice. The table's directory is locked while it runs (`lock`).
+//! trained twice. The table's directory is locked while it runs (`lock`). Cells of an earlier
+//! table's JSON can stand in for runs whose directories are gone (another machine, a fresh clone).
 
 use crate::lock::RunLock;
 use crate::loss::LossMode;
@@ -62,10 +63,13 @@ fn run_name(host: &str, variant: &str, seed: u64) -> String {
 }
 
 /// Trains and evaluates every host × variant × seed into `out`, reusing finished runs. `hosts`:
-/// (name, the host's bare experiment); the variants change only its mode and steps.
+/// (name, the host's bare experiment); the variants change only its mode and steps. A cell found
+/// in `earlier` (the same host, variant and seed, from an earlier table of the same presets) is
+/// taken as it is, neither trained nor read from `out`.
 pub fn run_table(
     hosts: &[(String, TrainConfig)],
     seeds: &[u64],
+    earlier: &[Cell],
     out: &Path,
     device: &Device,
     progress: &mut dyn Progress,
@@ -77,6 +81,17 @@ pub fn run_table(
     for &seed in seeds {
         for (host, base) in hosts {
             for (variant, mode, steps) in VARIANTS {
+                let known = earlier
+                    .iter()
+                    .find(|c| c.host == *host && c.variant == variant && c.seed == seed);
+                if let Some(cell) = known {
+                    progress.line(&format!(
+                        "{host} {variant} seed {seed}: rsum {:.1} (an earlier table's)",
+                        cell.rsum
+                    ));
+                    cells.push(cell.clone());
+                    continue;
+                }
                 let mut cfg = base.clone();
                 cfg.model.mode = mode;
                 cfg.model.steps = steps;

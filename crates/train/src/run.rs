@@ -1,8 +1,9 @@
 //! A run directory: `config.json` (resolved), `metrics.jsonl`, `curves.svg`, `best/` (the model with
 //! the best dev rsum) and `checkpoints/step-NNNNNNNN/` (model, optimizer, state; the last few kept).
 //!
-//! A checkpoint is assembled in a hidden directory and renamed into place, so `checkpoints/` only
-//! ever holds complete ones; every other file is replaced atomically.
+//! A checkpoint and `best/` are assembled in a hidden directory and renamed into place, so
+//! `checkpoints/` only ever holds complete ones and a failed write (a full disk, a read-only
+//! directory) leaves the previous `best/` whole; every other file is replaced atomically.
 
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::tensor::{Bytes, Device};
@@ -110,6 +111,23 @@ impl RunDir {
         Ok(found)
     }
 
+    /// Writes the model with the best dev result so far and its `metrics` into `best/`.
+    pub fn save_best(&self, model: &Matcher, metrics: &serde_json::Value) -> Result<(), DataError> {
+        replace_dir(&self.best(), |staging| {
+            save_model(model, staging)?;
+            write_json(&staging.join("metrics.json"), metrics)
+        })
+    }
+
+    /// Puts back a `best/` left aside by a crash between [`replace_dir`]'s two renames.
+    pub fn recover_best(&self) -> Result<(), DataError> {
+        let aside = hidden(&self.best(), "old");
+        if !self.best().exists() && aside.exists() {
+            std::fs::rename(&aside, self.best()).map_err(|e| DataError::io(&aside, e))?;
+        }
+        Ok(())
+    }
+
     /// Writes a checkpoint of `step` and drops all but the newest `keep`.
     pub fn save_checkpoint(
         &self,
@@ -118,30 +136,59 @@ impl RunDir {
         state: &TrainState,
         keep: usize,
     ) -> Result<(), DataError> {
-        let name = format!("step-{:08}", state.step);
-        let target = self.checkpoints().join(&name);
-        let staging = self.checkpoints().join(format!(".{name}.partial"));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-        }
-        save_model(model, &staging)?;
-        let optim_path = staging.join(OPTIM_FILE);
-        let bytes = optim.to_record().into_bytes().map_err(|e| {
-            DataError::invalid(&optim_path, format!("cannot serialise the optimizer: {e}"))
+        let target = self.checkpoints().join(format!("step-{:08}", state.step));
+        replace_dir(&target, |staging| {
+            save_model(model, staging)?;
+            let optim_path = staging.join(OPTIM_FILE);
+            let bytes = optim.to_record().into_bytes().map_err(|e| {
+                DataError::invalid(&optim_path, format!("cannot serialise the optimizer: {e}"))
+            })?;
+            write_atomic(&optim_path, &bytes)?;
+            write_json(&staging.join(STATE_FILE), state)
         })?;
-        write_atomic(&optim_path, &bytes)?;
-        write_json(&staging.join(STATE_FILE), state)?;
-        checksum::seal(&staging)?;
-        if target.exists() {
-            std::fs::remove_dir_all(&target).map_err(|e| DataError::io(&target, e))?;
-        }
-        std::fs::rename(&staging, &target).map_err(|e| DataError::io(&target, e))?;
         let all = self.list_checkpoints()?;
         for old in &all[..all.len().saturating_sub(keep.max(1))] {
             std::fs::remove_dir_all(old).map_err(|e| DataError::io(old, e))?;
         }
         Ok(())
     }
+}
+
+/// `.NAME.what` beside `dir`: hidden, so that no listing takes it for a checkpoint.
+fn hidden(dir: &Path, what: &str) -> PathBuf {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("dir");
+    dir.with_file_name(format!(".{name}.{what}"))
+}
+
+/// Replaces the directory `target` by one that `write` fills and that is then sealed with its
+/// checksums. It is assembled beside `target` and renamed into place; the old `target` is moved
+/// aside first and removed last, so at every moment `target` is complete or, after a crash between
+/// the renames, its predecessor waits aside ([`RunDir::recover_best`]). When `write` fails (a full
+/// disk, a read-only directory) the error names the file and the cause, what was assembled is
+/// removed and `target` is left as it was.
+fn replace_dir(
+    target: &Path,
+    write: impl FnOnce(&Path) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let staging = hidden(target, "partial");
+    let remove = |dir: &Path| match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DataError::io(dir, e)),
+        _ => Ok(()),
+    };
+    remove(&staging)?;
+    if let Err(e) = write(&staging).and_then(|()| checksum::seal(&staging)) {
+        // The error to report is the write's; a staging directory that cannot go either is
+        // removed by the next write.
+        let _ = remove(&staging);
+        return Err(e);
+    }
+    let aside = hidden(target, "old");
+    if target.exists() {
+        remove(&aside)?;
+        std::fs::rename(target, &aside).map_err(|e| DataError::io(target, e))?;
+    }
+    std::fs::rename(&staging, target).map_err(|e| DataError::io(target, e))?;
+    remove(&aside)
 }
 
 /// Reads a checkpoint: the model on `device`, the optimizer state into `optim`, the training state.

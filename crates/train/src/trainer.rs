@@ -7,13 +7,12 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves;
 use crate::error::TrainError;
 use crate::lock::RunLock;
-use crate::run::{load_checkpoint, write_json, MetricsLog, RunDir, TrainState};
+use crate::run::{load_checkpoint, MetricsLog, RunDir, TrainState};
 use crate::step::{train_step, StepOutcome, StepSettings, Strategy};
 use burn::module::Module;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
-use rcar_backbones::checkpoint::native::save_model;
 use rcar_backbones::Matcher;
 use rcar_data::atomic::write_atomic;
 use rcar_data::batch::{batches_per_epoch, derive_rng, train_epoch, Batch, LoaderConfig};
@@ -179,6 +178,7 @@ impl Trainer {
         overrides(&mut cfg);
         let (train, dev) = open_data(&cfg)?;
         let lock = RunLock::acquire(dir)?;
+        run.recover_best()?;
         let mut candidates = run.list_checkpoints()?;
         let Some(latest) = candidates.last().cloned() else {
             // Died before its first checkpoint: start over, without the lines it logged.
@@ -388,12 +388,10 @@ impl Trainer {
         if improved {
             self.state.best_rsum = dev.rsum;
             self.state.best_epoch = Some(epoch);
-            save_model(&eval_model, &self.run.best())?;
-            write_json(
-                &self.run.best().join("metrics.json"),
+            self.run.save_best(
+                &eval_model,
                 &json!({ "epoch": epoch, "step": self.state.step, "dev": dev }),
             )?;
-            rcar_data::checksum::seal(&self.run.best())?;
         }
         self.state.rsum_curve.push((epoch, dev.rsum));
         self.log.write(&json!({

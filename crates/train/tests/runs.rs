@@ -13,6 +13,7 @@ use rcar_eval::Silent;
 use rcar_train::config::{LrDecay, OptimizerKind};
 use rcar_train::lock::{RunLock, LOCK_FILE};
 use rcar_train::plugin::{markdown, rows, run_table};
+use rcar_train::run::RunDir;
 use rcar_train::{Outcome, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -353,7 +354,7 @@ fn the_plugin_table_trains_every_variant_of_every_host_once() {
     let hosts = [("SCAN t2i".to_string(), scan), ("SAF".to_string(), saf)];
     let out = tmp.path().join("plugin");
     let device = Device::flex();
-    let cells = run_table(&hosts, &[5], &out, &device, &mut Silent).unwrap();
+    let cells = run_table(&hosts, &[5], &[], &out, &device, &mut Silent).unwrap();
     assert_eq!(cells.len(), 8);
     assert!(cells.iter().all(|c| c.seed == 5 && c.rsum > 0.0));
     // Each variant is its own model: a run directory per cell, with the mode it names.
@@ -362,12 +363,12 @@ fn the_plugin_table_trains_every_variant_of_every_host_once() {
     let table = markdown(&rows(&cells));
     assert_eq!(table.lines().count(), 2 + 8, "{table}");
     // Finished runs are read back, not trained again.
-    let again = run_table(&hosts, &[5], &out, &device, &mut Silent).unwrap();
+    let again = run_table(&hosts, &[5], &[], &out, &device, &mut Silent).unwrap();
     assert_eq!(again, cells);
     // A changed preset does not read back the old runs as its own.
     let mut changed = hosts.clone();
     changed[0].1.margin = 0.3;
-    let err = run_table(&changed, &[5], &out, &device, &mut Silent)
+    let err = run_table(&changed, &[5], &[], &out, &device, &mut Silent)
         .unwrap_err()
         .to_string();
     assert!(
@@ -375,11 +376,19 @@ fn the_plugin_table_trains_every_variant_of_every_host_once() {
         "{err}"
     );
     // Nor does a second table in the same directory run beside the first.
-    let _held = RunLock::acquire(&out).unwrap();
-    let err = run_table(&hosts, &[5], &out, &device, &mut Silent)
+    let held = RunLock::acquire(&out).unwrap();
+    let err = run_table(&hosts, &[5], &[], &out, &device, &mut Silent)
         .unwrap_err()
         .to_string();
     assert!(err.contains("is writing this run directory"), "{err}");
+    drop(held);
+    // An earlier table's cell stands in for its run: taken as it is, not the saved result.
+    let mut earlier = cells[1].clone();
+    earlier.rsum = 123.4;
+    let mixed = run_table(&hosts, &[5], &[earlier.clone()], &out, &device, &mut Silent).unwrap();
+    assert_eq!(mixed[1], earlier);
+    assert_eq!(mixed[..1], cells[..1]);
+    assert_eq!(mixed[2..], cells[2..]);
 }
 
 #[test]
@@ -402,4 +411,142 @@ fn a_second_writer_of_a_run_is_refused_naming_the_directory_and_the_holder() {
     assert!(out.join(LOCK_FILE).is_file());
     let mut resumed = Trainer::resume(&out, &device, |_| {}).unwrap();
     resumed.run(&mut Silent, Some(1)).unwrap();
+}
+
+/// A small tmpfs mounted for one test and unmounted after it: a real full disk (ENOSPC) and a
+/// real read-only one (EROFS), which root (CI) cannot simply chmod away.
+/// A directory mounted over (a tmpfs, or itself read-only) for one test and unmounted after it.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    /// A small tmpfs at `dir`.
+    fn tmpfs(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        mount(
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            dir,
+        );
+        Mounted(dir.to_path_buf())
+    }
+
+    /// `dir` mounted over itself read-only (a remount of the whole file system is refused while
+    /// the trainer holds its log open).
+    fn read_only(dir: &Path) -> Self {
+        mount(&["--bind", dir.to_str().unwrap()], dir);
+        let guard = Mounted(dir.to_path_buf());
+        mount(&["-o", "remount,bind,ro"], dir);
+        guard
+    }
+
+    /// Fills the file system; the returned file holds what was left.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&chunk[..1]).is_ok() {}
+        path
+    }
+}
+
+fn mount(args: &[&str], dir: &Path) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("mount runs");
+    assert!(
+        out.status.success(),
+        "mount {args:?} {} (this test needs root, as CI runs): {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The checkpoints, `best/`'s weights, and that each checkpoint and `best/` verify and load.
+fn intact(run: &Path) -> (Vec<PathBuf>, Vec<u8>) {
+    let checkpoints = RunDir::new(run).list_checkpoints().unwrap();
+    for dir in checkpoints.iter().chain([&run.join("best")]) {
+        assert!(
+            rcar_data::checksum::verify(dir).unwrap(),
+            "{}",
+            dir.display()
+        );
+        load_model(dir, &Device::flex()).unwrap();
+    }
+    let hidden: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .chain(std::fs::read_dir(run).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+    let best = std::fs::read(run.join("best").join(WEIGHTS_FILE)).unwrap();
+    (checkpoints, best)
+}
+
+#[test]
+fn a_full_or_read_only_disk_stops_the_run_naming_the_path_and_keeps_what_was_saved() {
+    let (_turn, tmp, data) = scratch();
+    let fs = Mounted::tmpfs(&tmp.path().join("fs"), "4m");
+    let run = fs.0.join("run");
+    let device = Device::flex().autodiff();
+    // One epoch with mid-epoch checkpoints and best/; no step lines, so that the next write of
+    // the second epoch is a checkpoint.
+    let mut cfg = config(&data, 0);
+    cfg.epochs = 1;
+    cfg.log_every = 1000;
+    let first = train(cfg, &run, None);
+    assert!(matches!(first, Outcome::Finished { .. }));
+    let saved = intact(&run);
+    let resume = || Trainer::resume(&run, &device, |c| c.epochs = 2).unwrap();
+
+    // A full disk during the second epoch's first checkpoint.
+    let mut trainer = resume();
+    let filler = fs.fill();
+    let err = trainer.run(&mut Silent, None).unwrap_err().to_string();
+    drop(trainer);
+    assert!(
+        err.contains(run.join("checkpoints").to_str().unwrap())
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(intact(&run), saved);
+    // best/ too is replaced whole or not at all.
+    let model = load_model(&run.join("best"), &Device::flex()).unwrap();
+    let err = RunDir::new(&run)
+        .save_best(&model, &serde_json::json!({}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(intact(&run), saved);
+    std::fs::remove_file(filler).unwrap();
+
+    // A read-only directory, the same.
+    let mut trainer = resume();
+    let read_only = Mounted::read_only(&run.join("checkpoints"));
+    let err = trainer.run(&mut Silent, None).unwrap_err().to_string();
+    drop(trainer);
+    assert!(
+        err.contains(run.join("checkpoints").to_str().unwrap())
+            && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert_eq!(intact(&run), saved);
+
+    // Writable again, the run continues from what was saved and ends.
+    drop(read_only);
+    let outcome = resume().run(&mut Silent, None).unwrap();
+    assert!(matches!(outcome, Outcome::Finished { .. }));
+    intact(&run);
 }
