@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// returns each large tensor to the OS and faults its pages in again, about half its speed here.
     #[arg(long, requires = "compare_torch")]
     torch_preload: Option<PathBuf>,
+    /// Where PyTorch runs its side (`cpu`, or `cuda` to set a CUDA backend beside PyTorch on the
+    /// same GPU).
+    #[arg(long, default_value = "cpu", requires = "compare_torch")]
+    torch_device: String,
 }
 
 fn parse_grid(text: &str) -> Result<(usize, usize)> {
@@ -153,8 +157,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 bail!("--torch-preload {}: no such file", lib.display());
             }
         }
-        let run = run_torch(&args.python, &cfg, threads, args.torch_preload.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let run = run_torch(
+            &args.python,
+            &cfg,
+            threads,
+            &args.torch_device,
+            args.torch_preload.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         if let Some(why) = &run.failure {
             eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
         }

@@ -5,6 +5,10 @@
     pip install torch numpy
     python3 crates/bench/reference/torch_bench.py --threads 2 --json torch.json
 
+On a GPU (`--device cuda`, as scripts/gpu-check runs it) every tensor and the model live on the
+device, each timed call ends with torch.cuda.synchronize(), and peaks are the device's allocator
+peaks (torch.cuda.max_memory_allocated) instead of resident memory.
+
 PyTorch's CPU speed depends on the malloc it runs with: glibc's returns each large tensor to the OS
 and faults its pages in again, which cost PyTorch about half its speed on this model on a 2-core
 Xeon. Preload a caching one for its best figures, e.g.
@@ -82,7 +86,7 @@ class Model(nn.Module):
             q = img.unsqueeze(1).expand(-1, n, -1, -1).reshape(g_n * n, img.shape[1], -1)
             c = cap.unsqueeze(0).expand(g_n, -1, -1, -1).reshape(g_n * n, cap.shape[1], -1)
             smooth = opt.i2t_smooth
-        m = torch.ones(opt.embed_size)
+        m = torch.ones(opt.embed_size, device=img.device)
         mode = opt.self_regulator
         if mode == "only_rcr":
             for s in range(opt.rcr_step):
@@ -138,13 +142,16 @@ def check_against_reference():
 
 def hinge_hardest(scores, margin=0.2):
     diag = scores.diag().view(-1, 1)
-    eye = torch.eye(scores.shape[0], dtype=torch.bool)
+    eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
     cost_s = (margin + scores - diag).clamp(min=0).masked_fill(eye, 0)
     cost_im = (margin + scores - diag.t()).clamp(min=0).masked_fill(eye, 0)
     return cost_s.max(1)[0].sum() + cost_im.max(0)[0].sum()
 
 
 def peak_rss_reset():
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return True
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -154,6 +161,8 @@ def peak_rss_reset():
 
 
 def peak_rss_bytes():
+    if DEVICE.type == "cuda":
+        return torch.cuda.max_memory_allocated()
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -164,24 +173,35 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+# Where the timed workloads run (--device); the parity check stays on the CPU.
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn, warmup, runs):
     for _ in range(warmup):
         fn()
+    sync()
     peak_rss_reset()
     times = []
     for _ in range(max(runs, 1)):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times), peak_rss_bytes()
 
 
 def train_step(a, b):
     """One dense training step at batch b, as a closure over its model, optimiser and batch."""
-    model = Model(make_opt(a, a.train_direction, a.train_mode, a.train_steps)).train()
+    model = Model(make_opt(a, a.train_direction, a.train_mode, a.train_steps)).train().to(DEVICE)
     optim = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
-    images = torch.randn(b, a.regions, a.img_dim)
-    ids = torch.randint(4, a.vocab_size, (b, a.words))
+    images = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
+    ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
 
     def step():
         optim.zero_grad()
@@ -247,8 +267,11 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
     p.add_argument("--json")
     a = p.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     check_against_reference()
@@ -264,16 +287,16 @@ def main():
     best = (0.0, "")
     for shape in a.gemm.split(","):
         m, k, n = map(int, shape.split("x"))
-        lhs, rhs = torch.rand(m, k), torch.rand(k, n)
+        lhs, rhs = torch.rand(m, k, device=DEVICE), torch.rand(k, n, device=DEVICE)
         t, _ = timed(lambda: torch.mm(lhs, rhs), a.warmup, a.runs)
         rate = 2.0 * m * k * n / t / 1e9
         row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
         best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
 
     b = a.encode_batch
-    model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval()
-    images = torch.randn(b, a.regions, a.img_dim)
-    ids = torch.randint(4, a.vocab_size, (b, a.words))
+    model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval().to(DEVICE)
+    images = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
+    ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
     with torch.no_grad():
         t, _ = timed(lambda: model.encode_images(images), a.warmup, a.runs)
         row(f"image encoder, batch {b}", b / t, "images/s", t)
@@ -283,10 +306,10 @@ def main():
     ni, nc = map(int, a.grid.split("x"))
     for attn_type in ("t2i", "i2t"):
         for mode, steps in MODES:
-            model = Model(make_opt(a, attn_type, mode, steps)).eval()
+            model = Model(make_opt(a, attn_type, mode, steps)).eval().to(DEVICE)
             with torch.no_grad():
-                img = model.encode_images(torch.randn(ni, a.regions, a.img_dim))
-                cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words)))
+                img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
+                cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
                 t, _ = timed(lambda: model.block(img, cap), a.warmup, a.runs)
             name = "baseline" if steps == 0 else f"{mode} {steps}"
             row(f"similarity {attn_type} {name}, {ni}×{nc}", ni * nc / t, "pairs/s", t)
@@ -294,7 +317,8 @@ def main():
     name = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
     for b in [int(x) for x in a.train_batches.split(",") if x.strip()]:
         label = f"train step {a.train_direction} {name}, batch {b}"
-        estimate, seconds = step_estimate(a, b)
+        # The extrapolation guards this machine's memory; a GPU's runs out with a clear error.
+        estimate, seconds = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
         ceiling = host_ceiling()
         if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
             rows.append(dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
@@ -308,6 +332,7 @@ def main():
 
     preload = os.environ.get("LD_PRELOAD", "")
     out = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+               gpu=torch.cuda.get_device_name() if DEVICE.type == "cuda" else None,
                allocator=os.path.basename(preload) if preload else "glibc malloc (default)",
                blas="MKL" if torch.backends.mkl.is_available() else "not MKL",
                reference_gflops=best[0], reference=f"torch.mm, {best[1]}", rows=rows)

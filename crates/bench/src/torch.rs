@@ -35,6 +35,9 @@ pub struct TorchSummary {
     /// The malloc PyTorch ran with (its LD_PRELOAD, or glibc's).
     #[serde(default)]
     pub allocator: String,
+    /// The GPU's name, where its workloads ran on one (`--device cuda`).
+    #[serde(default)]
+    pub gpu: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,12 +71,13 @@ pub fn check_python(python: &str) -> Result<(), String> {
     ))
 }
 
-/// Runs the script with the bench's shapes on `threads` threads, with `preload` as its malloc where
-/// given; its progress goes to stderr.
+/// Runs the script with the bench's shapes on `threads` threads and torch's `device` (`cpu`,
+/// `cuda`), with `preload` as its malloc where given; its progress goes to stderr.
 pub fn run_torch(
     python: &str,
     cfg: &BenchConfig,
     threads: usize,
+    device: &str,
     preload: Option<&Path>,
 ) -> Result<TorchRun, String> {
     let m = &cfg.model;
@@ -102,6 +106,7 @@ pub fn run_torch(
         ("--warmup", cfg.repeats.warmup.to_string()),
         ("--runs", cfg.repeats.runs.to_string()),
         ("--gemm", shapes.join(",")),
+        ("--device", device.to_string()),
     ]
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
@@ -170,9 +175,16 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
         }
     }
     if let Some(s) = &run.summary {
+        let place = match &s.gpu {
+            Some(gpu) => format!("on {gpu}"),
+            None => format!(
+                "({}), {} threads, malloc: {}",
+                s.blas, s.threads, s.allocator
+            ),
+        };
         report.torch = Some(format!(
-            "torch {} ({}), {} threads, malloc: {}; same shapes; ratio = this project's rate / PyTorch's",
-            s.torch, s.blas, s.threads, s.allocator
+            "torch {} {place}; same shapes; ratio = this project's rate / PyTorch's",
+            s.torch
         ));
         if cpu_backend {
             report.raise_reference(s.reference_gflops, &format!("{} ({})", s.reference, s.blas));
@@ -223,6 +235,7 @@ mod tests {
                 reference_gflops: 50.0,
                 reference: "torch.mm".into(),
                 allocator: "glibc malloc".into(),
+                gpu: None,
             }),
             failure: None,
         };
