@@ -14,7 +14,7 @@ use rcar_train::config::{LrDecay, OptimizerKind};
 use rcar_train::lock::{RunLock, LOCK_FILE};
 use rcar_train::plugin::{markdown, rows, run_table};
 use rcar_train::run::RunDir;
-use rcar_train::{Outcome, TrainConfig, Trainer};
+use rcar_train::{Outcome, TrainConfig, TrainError, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -510,17 +510,24 @@ fn a_full_or_read_only_disk_stops_the_run_naming_the_path_and_keeps_what_was_sav
     assert!(matches!(first, Outcome::Finished { .. }));
     let saved = intact(&run);
     let resume = || Trainer::resume(&run, &device, |c| c.epochs = 2).unwrap();
+    // The run stopped at the second epoch's first checkpoint, naming the file and the cause.
+    let stopped = |err: TrainError, cause: &str| {
+        let err = err.to_string();
+        let checkpoints = run.join("checkpoints");
+        assert!(
+            err.contains(checkpoints.to_str().unwrap()) && err.contains(cause),
+            "{err}"
+        );
+    };
 
-    // A full disk during the second epoch's first checkpoint.
+    // A full disk.
     let mut trainer = resume();
     let filler = fs.fill();
-    let err = trainer.run(&mut Silent, None).unwrap_err().to_string();
-    drop(trainer);
-    assert!(
-        err.contains(run.join("checkpoints").to_str().unwrap())
-            && err.contains("No space left on device"),
-        "{err}"
+    stopped(
+        trainer.run(&mut Silent, None).unwrap_err(),
+        "No space left on device",
     );
+    drop(trainer);
     assert_eq!(intact(&run), saved);
     // best/ too is replaced whole or not at all.
     let model = load_model(&run.join("best"), &Device::flex()).unwrap();
@@ -532,16 +539,14 @@ fn a_full_or_read_only_disk_stops_the_run_naming_the_path_and_keeps_what_was_sav
     assert_eq!(intact(&run), saved);
     std::fs::remove_file(filler).unwrap();
 
-    // A read-only directory, the same.
+    // A read-only directory.
     let mut trainer = resume();
     let read_only = Mounted::read_only(&run.join("checkpoints"));
-    let err = trainer.run(&mut Silent, None).unwrap_err().to_string();
-    drop(trainer);
-    assert!(
-        err.contains(run.join("checkpoints").to_str().unwrap())
-            && err.contains("Read-only file system"),
-        "{err}"
+    stopped(
+        trainer.run(&mut Silent, None).unwrap_err(),
+        "Read-only file system",
     );
+    drop(trainer);
     assert_eq!(intact(&run), saved);
 
     // Writable again, the run continues from what was saved and ends.
