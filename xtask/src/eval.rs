@@ -9,6 +9,7 @@ use rcar_backbones::Matcher;
 use rcar_data::split::Split;
 use rcar_data::vocab::Vocab;
 use rcar_eval::protocol::{check_folds, metrics_of, protocol_name};
+use rcar_eval::shortlist::{compare, FirstStage, ShortlistOptions, ShortlistReport};
 use rcar_eval::{evaluate, sims, EvalOptions, Metrics, Report};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +50,20 @@ pub struct EvalArgs {
     /// Write the metrics as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also rank by shortlist-then-rerank: the first stage's top K of each query scored exactly by
+    /// the model; several lengths comma-separated (`10,50,100`).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["sims", "fold5", "save_sims"])]
+    shortlist: Vec<usize>,
+    /// With --shortlist: how the first stage ranks, `maxsim` (late interaction over the token
+    /// encodings) or `global` (one product of global vectors).
+    #[arg(long, value_enum, default_value = "maxsim", requires = "shortlist")]
+    first_stage: Stage,
+    /// With --shortlist: also re-rank by exact + first-stage score (BLIP's fusion).
+    #[arg(long, requires = "shortlist")]
+    fuse: bool,
+    /// With --shortlist: skip scoring every pair (a large gallery), so no exhaustive row.
+    #[arg(long, requires = "shortlist")]
+    no_exhaustive: bool,
 }
 
 impl EvalArgs {
@@ -63,6 +78,9 @@ impl EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    if !args.shortlist.is_empty() {
+        return with_shortlist(&args);
+    }
     let report = if args.sims.is_empty() {
         with_models(&args)?
     } else {
@@ -109,7 +127,8 @@ pub fn load_model(path: &Path, vocab: &Vocab, vocab_path: &Path, backend: &str) 
     Ok(model)
 }
 
-fn with_models(args: &EvalArgs) -> Result<Report> {
+/// The models of `--checkpoint` and the split they are evaluated on.
+fn models_and_split(args: &EvalArgs) -> Result<(Vec<Matcher>, Split)> {
     if args.checkpoint.is_empty() {
         bail!("give --checkpoint (a run, checkpoint or official .pth) or --sims");
     }
@@ -126,15 +145,24 @@ fn with_models(args: &EvalArgs) -> Result<Report> {
         .collect::<Result<Vec<_>>>()?;
     let split = Split::open(data, &args.split, &vocab)
         .with_context(|| format!("opening split {:?}", args.split))?;
-    if args.save_sims.is_some() && args.fold5 {
-        bail!("--save-sims saves the full matrix: run without --fold5 (the folds are sliced from it with --sims FILE --fold5)");
-    }
-    let opts = EvalOptions {
+    Ok((models, split))
+}
+
+fn options(args: &EvalArgs) -> EvalOptions {
+    EvalOptions {
         fold5: args.fold5,
         chunk: args.shard,
         mem_budget: args.mem_budget << 20,
         ..EvalOptions::default()
-    };
+    }
+}
+
+fn with_models(args: &EvalArgs) -> Result<Report> {
+    let (models, split) = models_and_split(args)?;
+    if args.save_sims.is_some() && args.fold5 {
+        bail!("--save-sims saves the full matrix: run without --fold5 (the folds are sliced from it with --sims FILE --fold5)");
+    }
+    let opts = options(args);
     let names: Vec<String> = args
         .checkpoint
         .iter()
@@ -174,4 +202,109 @@ pub fn print_table(m: &Metrics) {
         );
     }
     println!("rsum {:.1}", m.rsum);
+}
+
+/// `--shortlist`: one model, exhaustive and shortlisted rankings side by side.
+fn with_shortlist(args: &EvalArgs) -> Result<ExitCode> {
+    let (models, split) = models_and_split(args)?;
+    let [model] = &models[..] else {
+        bail!("--shortlist evaluates one model: give one --checkpoint");
+    };
+    let name = args.checkpoint[0].display().to_string();
+    let device = backend::device(&args.backend)?;
+    let shortlists = ShortlistOptions {
+        first_stage: args.first_stage.into(),
+        ks: args.shortlist.clone(),
+        fuse: args.fuse,
+        exhaustive: !args.no_exhaustive,
+    };
+    let (report, _) = compare(
+        model,
+        &name,
+        &split,
+        &options(args),
+        &shortlists,
+        &device,
+        &mut Bars::new(),
+    )?;
+    print_shortlists(&report);
+    if let Some(path) = &args.json {
+        rcar_data::atomic::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The shortlist table: each ranking's recalls, pairs scored, time and speed-up.
+pub fn print_shortlists(r: &ShortlistReport) {
+    println!(
+        "{} — {} images × {} captions, {} ({}); encoding {:.1}s, first stage ({:?}) {:.2}s",
+        r.protocol,
+        r.images,
+        r.captions,
+        r.model,
+        r.checkpoint,
+        r.encode_seconds,
+        r.stage,
+        r.first_stage_seconds
+    );
+    println!("| ranking           |    K | i2t R@1 | t2i R@1 |  rsum | first stage has GT i2t/t2i | pairs scored |  seconds | speed-up |");
+    println!("|-------------------|-----:|--------:|--------:|------:|---------------------------:|-------------:|---------:|---------:|");
+    let base = r.exhaustive.as_ref().map(|e| e.seconds);
+    let line = |name: &str, k: &str, m: &Metrics, has: &str, pairs: &str, seconds: Option<f64>| {
+        let time = seconds.map_or("—".into(), |s| format!("{s:.1}"));
+        let speedup = match (base, seconds) {
+            (Some(b), Some(s)) => format!("{:.1}×", b / s.max(1e-9)),
+            _ => "—".into(),
+        };
+        println!(
+            "| {name:<17} | {k:>4} | {:7.1} | {:7.1} | {:5.1} | {has:>26} | {pairs:>12} | {time:>8} | {speedup:>8} |",
+            m.i2t.r1, m.t2i.r1, m.rsum
+        );
+    };
+    if let Some(e) = &r.exhaustive {
+        line(
+            "exhaustive",
+            "all",
+            &e.metrics,
+            "—",
+            &e.pairs.to_string(),
+            Some(e.seconds),
+        );
+    }
+    line("first stage alone", "—", &r.first_stage, "—", "0", None);
+    for row in &r.rows {
+        let name = if row.fused {
+            "shortlist + fused"
+        } else {
+            "shortlist"
+        };
+        let has = format!(
+            "{:.1}% / {:.1}%",
+            row.first_stage_recall_i2t, row.first_stage_recall_t2i
+        );
+        line(
+            name,
+            &row.k.to_string(),
+            &row.metrics,
+            &has,
+            &row.pairs.to_string(),
+            Some(row.seconds),
+        );
+    }
+}
+
+/// `--first-stage`, as clap spells it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Stage {
+    Maxsim,
+    Global,
+}
+
+impl From<Stage> for FirstStage {
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::Maxsim => FirstStage::MaxSim,
+            Stage::Global => FirstStage::Global,
+        }
+    }
 }

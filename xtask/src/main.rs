@@ -7,8 +7,10 @@ mod data;
 mod demo;
 mod eval;
 mod experiment;
+mod index;
 mod progress;
 mod rebuild;
+mod search;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate checkpoints or saved similarity matrices under a protocol.
     Eval(eval::EvalArgs),
+    /// Encode a split once into a gallery index for `search`.
+    Index(index::IndexArgs),
+    /// Query a gallery index with a caption (or a gallery image).
+    Search(search::SearchArgs),
     /// Time encoders, pair scoring and training steps on each backend against the device's GEMM rate.
     Bench(bench::BenchArgs),
     /// Experiments made of many runs (the plug-in table).
@@ -71,6 +77,8 @@ impl Command {
             Command::Data(_) => Vec::new(),
             Command::Train(args) => vec![args.backend.as_str()],
             Command::Eval(args) => args.backends(),
+            Command::Index(args) => vec![args.backend.as_str()],
+            Command::Search(args) => vec![args.backend.as_str()],
             Command::Bench(args) => args.backends.iter().map(String::as_str).collect(),
             Command::Experiment(cmd) => vec![cmd.backend()],
         }
@@ -101,6 +109,8 @@ fn main() -> std::process::ExitCode {
             Command::Data(cmd) => data::run(cmd),
             Command::Train(args) => train::run(args),
             Command::Eval(args) => eval::run(args),
+            Command::Index(args) => index::run(args),
+            Command::Search(args) => search::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Experiment(cmd) => experiment::run(cmd),
         }

@@ -3,7 +3,7 @@
 //! SGRAF's hosts ([`Sgraf`], SAF or SGR).
 
 use crate::config::{Direction, Host, Mode, ModelConfig};
-use crate::pairs::{grid_pairs, PairBatch};
+use crate::pairs::{grid_pairs, row_index, select_pairs, PairBatch};
 use crate::sgraf::Sgraf;
 use crate::similarity::Block;
 use crate::Rcar;
@@ -224,6 +224,34 @@ impl Matcher {
                     scores,
                 }
             }
+        }
+    }
+
+    /// Scores `[images, captions]` of encoded images `image_ids` × captions `caption_ids` (rows of
+    /// the encodings and of `globals`, any order), in eval mode: what a shortlist re-ranks.
+    pub fn selection(
+        &self,
+        images: &Tensor<3>,
+        captions: &Tensor<3>,
+        lengths: &[usize],
+        globals: Option<&Globals>,
+        (image_ids, caption_ids): (&[usize], &[usize]),
+    ) -> Tensor<2> {
+        let direction = self.direction();
+        let pairs = select_pairs(direction, images, captions, lengths, image_ids, caption_ids);
+        let device = images.device();
+        let globals = globals.map(|g| Globals {
+            images: g.images.clone().select(0, row_index(image_ids, &device)),
+            captions: g
+                .captions
+                .clone()
+                .select(0, row_index(caption_ids, &device)),
+        });
+        let (g, n) = pairs.shape();
+        let scores = self.pair_scores(&pairs, globals, None).reshape([g, n]);
+        match direction {
+            Direction::T2i => scores,
+            Direction::I2t => scores.transpose(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::config::Direction;
 use crate::text_encoder::length_mask;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::ops::Range;
 
 pub struct PairBatch {
@@ -82,21 +82,42 @@ pub fn group_pairs(
         Direction::T2i => (vec![group], items.to_vec()),
         Direction::I2t => (items.to_vec(), vec![group]),
     };
+    select_pairs(
+        direction,
+        images,
+        captions,
+        lengths,
+        &image_ids,
+        &caption_ids,
+    )
+}
+
+/// The pairs of encoded images `image_ids` × captions `caption_ids` (rows of the encodings, any
+/// order), with the words cut to the longest caption among them: a shortlist's re-ranked pairs.
+pub fn select_pairs(
+    direction: Direction,
+    images: &Tensor<3>,
+    captions: &Tensor<3>,
+    lengths: &[usize],
+    image_ids: &[usize],
+    caption_ids: &[usize],
+) -> PairBatch {
     let [_, _, e] = captions.dims();
     let t = caption_ids.iter().map(|&k| lengths[k]).max().unwrap_or(1);
     let device = images.device();
-    let index = |ids: &[usize]| {
-        let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
-        let n = ids.len();
-        Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device)
-    };
-    let regions = images.clone().select(0, index(&image_ids));
-    let words =
-        captions
-            .clone()
-            .select(0, index(&caption_ids))
-            .slice([0..caption_ids.len(), 0..t, 0..e]);
-    assemble(direction, regions, words, lengths, &image_ids, &caption_ids)
+    let regions = images.clone().select(0, row_index(image_ids, &device));
+    let words = captions
+        .clone()
+        .select(0, row_index(caption_ids, &device))
+        .slice([0..caption_ids.len(), 0..t, 0..e]);
+    assemble(direction, regions, words, lengths, image_ids, caption_ids)
+}
+
+/// Row numbers as the index tensor that `select` takes.
+pub fn row_index(ids: &[usize], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
+    let n = ids.len();
+    Tensor::from_data(TensorData::new(ids, [n]), device)
 }
 
 /// The block of `regions` `[images, R, E]` (those of `image_ids`) × `words` `[captions, t, E]`.

@@ -3,9 +3,12 @@
 //! 5-fold MSCOCO 1K protocol, and ensembles.
 
 pub mod encode;
+pub mod index;
 pub mod metrics;
 pub mod progress;
 pub mod protocol;
+pub mod search;
+pub mod shortlist;
 pub mod sims;
 
 pub use metrics::{Metrics, Recall, SimMatrix};

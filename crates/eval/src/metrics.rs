@@ -133,8 +133,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn of(sims: &SimMatrix) -> Self {
-        let i2t = Recall::from_ranks(&ranks_i2t(sims));
-        let t2i = Recall::from_ranks(&ranks_t2i(sims));
+        Self::from_ranks(&ranks_i2t(sims), &ranks_t2i(sims))
+    }
+
+    /// From the 0-based ranks of every image query and every caption query.
+    pub fn from_ranks(i2t: &[usize], t2i: &[usize]) -> Self {
+        let i2t = Recall::from_ranks(i2t);
+        let t2i = Recall::from_ranks(t2i);
         Self {
             i2t,
             t2i,
