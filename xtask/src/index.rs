@@ -51,19 +51,27 @@ pub fn run(args: IndexArgs) -> Result<ExitCode> {
         .config()
         .check_features(features.regions(), features.dim(), features.path())?;
     let [_, _, ids_path] = split_files(&args.data, &args.split);
-    let ids = read_ids(&ids_path)?;
     let n = split.num_images();
-    let image_ids = (0..n)
-        .map(|i| ids.get(split.eval_image_row(i)).copied())
-        .collect::<Option<Vec<u64>>>()
-        .with_context(|| {
-            format!(
-                "{}: {} ids for {} feature rows",
-                ids_path.display(),
-                ids.len(),
-                features.rows()
-            )
-        })?;
+    let image_ids = if ids_path.exists() {
+        let ids = read_ids(&ids_path)?;
+        (0..n)
+            .map(|i| ids.get(split.eval_image_row(i)).copied())
+            .collect::<Option<Vec<u64>>>()
+            .with_context(|| {
+                format!(
+                    "{}: {} ids for {} feature rows",
+                    ids_path.display(),
+                    ids.len(),
+                    features.rows()
+                )
+            })?
+    } else {
+        println!(
+            "no {}: images are numbered by their place in the split",
+            ids_path.display()
+        );
+        (0..n as u64).collect()
+    };
     let device = backend::device(&args.backend)?;
     let encoded = encode(&model, &split, 0..n, 128, &device, &mut Bars::new())?;
     let source = Source {

@@ -1,5 +1,6 @@
 //! Mutated inputs: every reader of a file a user hands the project — native checkpoints, official
-//! `.pth` checkpoints in both torch formats, `.npy` features, captions, image ids, vocabularies —
+//! `.pth` checkpoints in both torch formats, `.npy` features, captions, image ids, vocabularies,
+//! gallery indexes —
 //! either reads a mutated copy of a valid file or refuses it with an error naming the file; none
 //! panics. Mutations (seeded, so a failure repeats): bit flips, bytes set to edge values,
 //! truncation, inserted and deleted runs, a duplicated run.
@@ -7,12 +8,12 @@
 //! Kept out of the default test run (it reads ten thousand files):
 //!
 //! ```text
-//! cargo test --release -p rcar-backbones --test fuzz -- --ignored --nocapture
+//! cargo test --release -p rcar-eval --test fuzz -- --ignored --nocapture
 //! ```
 //!
 //! `FUZZ_CASES` sets the number of mutated inputs (default 10,000, spread over the readers).
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use rcar_backbones::checkpoint::load_any;
 use rcar_backbones::checkpoint::native::{load_model, save_model};
 use rcar_backbones::checkpoint::official::load_official;
@@ -21,6 +22,8 @@ use rcar_data::captions::{read_captions, read_ids};
 use rcar_data::npy::{read_f32, write_f32, Features};
 use rcar_data::vocab::Vocab;
 use rcar_data::DataError;
+use rcar_eval::encode::Encoded;
+use rcar_eval::index::{self, Index, Source, CAPTIONS, CAPTION_VECTORS, IMAGES, IMAGE_VECTORS};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -93,7 +96,7 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut Rng) -> String {
 
 fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../backbones/tests/fixtures")
         .join(path)
 }
 
@@ -127,6 +130,8 @@ fn targets(dir: &Path) -> Vec<Target> {
     Vocab::from_words(&["a", "red", "dog", "cat", "car"])
         .save(&vocab)
         .unwrap();
+    let gallery = dir.join("gallery.idx");
+    write_index(&gallery, &official, &vocab, &device);
     let file = |name, input: PathBuf, read| Target {
         name,
         mutated: input.clone(),
@@ -161,7 +166,49 @@ fn targets(dir: &Path) -> Vec<Target> {
         file("captions", captions, |p| read_captions(p).map(drop)),
         file("image ids", ids, |p| read_ids(p).map(drop)),
         file("vocabulary", vocab, |p| Vocab::load(p).map(drop)),
+        file("gallery index", gallery, |p| {
+            // Everything a query reads once the index is open.
+            let index = Index::open(p)?;
+            let device = Device::flex();
+            for section in [IMAGES, CAPTIONS] {
+                index.rows::<3>(section, None, &device);
+            }
+            for section in [IMAGE_VECTORS, CAPTION_VECTORS] {
+                index.rows::<2>(section, Some(&[0]), &device);
+            }
+            index.vocab();
+            Ok(())
+        }),
     ]
+}
+
+/// A gallery index of two images and ten captions encoded (arbitrarily) for the model of
+/// `checkpoint`.
+fn write_index(path: &Path, checkpoint: &Path, vocab: &Path, device: &Device) {
+    let model: Matcher = load_official(checkpoint, device).unwrap().0.into();
+    let (e, regions, words) = (model.embed_size(), 3, 4);
+    let tensor = |shape: [usize; 3]| {
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|i| (i % 7) as f32 / 7.0 - 0.4)
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    };
+    let lengths = vec![4, 3, 2, 4, 1, 2, 3, 4, 4, 2];
+    let encoded = Encoded::new(
+        &model,
+        tensor([2, regions, e]),
+        tensor([10, words, e]),
+        lengths,
+    );
+    let source = Source {
+        checkpoint,
+        data: path,
+        split: "test",
+        vocab: &Vocab::load(vocab).unwrap(),
+        image_ids: vec![7, 9],
+        captions: (0..10).map(|k| format!("caption {k}")).collect(),
+    };
+    index::write(path, &model, &encoded, source).unwrap();
 }
 
 #[test]
