@@ -17,11 +17,9 @@ use crate::progress::Progress;
 use crate::protocol::{check_split, default_workers, protocol_name, EvalOptions};
 use burn::tensor::{Device, Tensor};
 use rcar_backbones::similarity::block_ranges;
-use rcar_backbones::text_encoder::length_mask;
 use rcar_backbones::{Direction, Matcher};
 use rcar_data::split::{Split, CAPTIONS_PER_IMAGE};
 use rcar_data::DataError;
-use rcar_regulators::masked::MASKED_LOGIT;
 use rcar_regulators::norm::l2norm;
 use serde::Serialize;
 use std::ops::Range;
@@ -76,7 +74,8 @@ pub enum FirstStage {
     Global,
     /// Late interaction: caption queries score an image by the mean over their words of each
     /// word's best region; image queries rank captions by that plus the mean over the regions of
-    /// each region's best word (the words' side alone favours captions of generic words).
+    /// each region's best word, clipped at 0 (the words' side alone favours captions of generic
+    /// words).
     MaxSim,
 }
 
@@ -169,7 +168,9 @@ const MAXSIM_BLOCK: usize = 16 * CAPTIONS_PER_BLOCK;
 
 /// Late interaction of images `[ni, R, E]` with caption rows `cap` of `captions` `[M, T, E]`
 /// (zero beyond `lengths`): per pair, the mean over the words of each word's best region, and the
-/// mean over the regions of each region's best word, both `[ni, captions]`. One product.
+/// mean over the regions of each region's best word clipped at 0, both `[ni, captions]`. One
+/// product, and no mask: a padding word's products are 0, which adds nothing to the words' sum and
+/// is what the clip makes of a region's best match below 0 anyway.
 pub fn maxsim(
     images: Tensor<3>,
     captions: &Tensor<3>,
@@ -179,29 +180,17 @@ pub fn maxsim(
     let [ni, r, e] = images.dims();
     let lengths = &lengths[cap.clone()];
     let (nc, t) = (cap.len(), lengths.iter().copied().max().unwrap_or(1));
-    let words = captions
-        .clone()
-        .slice([cap, 0..t, 0..e])
-        .reshape([nc * t, e]);
+    let words = captions.clone().slice([cap, 0..t, 0..e]).reshape([nc * t, e]);
     let sims = images
         .reshape([ni * r, e])
         .matmul(words.transpose())
         .reshape([ni, r, nc, t]);
-    let valid = length_mask(lengths, t, &sims.device());
-    let padding = valid
-        .clone()
-        .bool_not()
-        .reshape([1, 1, nc, t])
-        .expand([ni, r, nc, t]);
-    let sims = sims.mask_fill(padding, MASKED_LOGIT);
     let counts: Vec<f32> = lengths.iter().map(|&l| l.max(1) as f32).collect();
     let counts = Tensor::<1>::from_floats(counts.as_slice(), &sims.device()).reshape([1, nc]);
-    let word_best =
-        sims.clone().max_dim(1).reshape([ni, nc, t]) * valid.float().reshape([1, nc, t]);
-    let words_side = word_best.sum_dim(2).reshape([ni, nc]) / counts;
+    let words_side = sims.clone().max_dim(1).sum_dim(3).reshape([ni, nc]) / counts;
     let regions_side = sims
         .max_dim(3)
-        .reshape([ni, r, nc])
+        .clamp_min(0.0)
         .mean_dim(1)
         .reshape([ni, nc]);
     (words_side, regions_side)
