@@ -180,7 +180,10 @@ pub fn maxsim(
     let [ni, r, e] = images.dims();
     let lengths = &lengths[cap.clone()];
     let (nc, t) = (cap.len(), lengths.iter().copied().max().unwrap_or(1));
-    let words = captions.clone().slice([cap, 0..t, 0..e]).reshape([nc * t, e]);
+    let words = captions
+        .clone()
+        .slice([cap, 0..t, 0..e])
+        .reshape([nc * t, e]);
     let sims = images
         .reshape([ni * r, e])
         .matmul(words.transpose())
@@ -188,11 +191,7 @@ pub fn maxsim(
     let counts: Vec<f32> = lengths.iter().map(|&l| l.max(1) as f32).collect();
     let counts = Tensor::<1>::from_floats(counts.as_slice(), &sims.device()).reshape([1, nc]);
     let words_side = sims.clone().max_dim(1).sum_dim(3).reshape([ni, nc]) / counts;
-    let regions_side = sims
-        .max_dim(3)
-        .clamp_min(0.0)
-        .mean_dim(1)
-        .reshape([ni, nc]);
+    let regions_side = sims.max_dim(3).clamp_min(0.0).mean_dim(1).reshape([ni, nc]);
     (words_side, regions_side)
 }
 

@@ -1,7 +1,12 @@
 //! Shortlist-then-rerank and the gallery index. A shortlist as long as the gallery scores every
-//! pair, so it must give the exhaustive matrix's ranks exactly, for every host and both first
-//! stages; a search of the whole index must give the exhaustive scores of its query; queries and
-//! indexes that cannot be answered are refused saying why.
+//! pair, so it must give the exhaustive matrix's ranks, for every host and both first stages; a
+//! search of the whole index must give the exhaustive scores of its query; queries and indexes that
+//! cannot be answered are refused saying why.
+//!
+//! Ranks are compared exactly except between scores within 1e-5 of each other: the pairs are
+//! batched and padded differently from the exhaustive blocks, which moves the last bits of a score
+//! as the blocks' sizes do (`grid_order.rs`), and freshly initialised models (SGR's above all)
+//! give many near-equal scores.
 
 use burn::tensor::Device;
 use rcar_backbones::checkpoint::native::save_model;
@@ -11,7 +16,7 @@ use rcar_data::split::Split;
 use rcar_data::vocab::Vocab;
 use rcar_eval::encode::{encode, score, Encoded};
 use rcar_eval::index::{write, Index, Source, IMAGES};
-use rcar_eval::metrics::{ranks_i2t, ranks_t2i};
+use rcar_eval::metrics::ranks_t2i;
 use rcar_eval::search::{search, Query, QueryError, SearchOptions};
 use rcar_eval::shortlist::{first_stage, rerank, FirstStage};
 use rcar_eval::{Silent, SimMatrix};
@@ -100,7 +105,6 @@ fn a_shortlist_as_long_as_the_gallery_gives_the_exhaustive_ranks() {
     for model in models(split.vocab_size, &device) {
         let encoded = encoded(&model, &split, &device);
         let sims = exhaustive(&model, &encoded);
-        let (i2t, t2i) = (ranks_i2t(&sims), ranks_t2i(&sims));
         for stage in [FirstStage::Global, FirstStage::MaxSim] {
             let first = first_stage(&encoded, stage, 2);
             let all = rerank(
@@ -114,8 +118,7 @@ fn a_shortlist_as_long_as_the_gallery_gives_the_exhaustive_ranks() {
             );
             let what = format!("{} with {stage:?}", model.describe());
             assert_eq!(all.pairs, sims.data.len(), "{what}");
-            assert_eq!(all.i2t, i2t, "{what}: image queries");
-            assert_eq!(all.t2i, t2i, "{what}: caption queries");
+            assert_ranks(&sims, &all.i2t, &all.t2i, &what);
 
             // Two of each: a caption's rank is the model's among its two images when the first
             // stage shortlisted its own, else the first stage's (at least 2).
@@ -133,6 +136,35 @@ fn a_shortlist_as_long_as_the_gallery_gives_the_exhaustive_ranks() {
                 }
             }
         }
+    }
+}
+
+/// Each rank is the exhaustive matrix's: the count of scores above the ground truth's, give or
+/// take the scores within 1e-5 of it.
+fn assert_ranks(sims: &SimMatrix, i2t: &[usize], t2i: &[usize], what: &str) {
+    let within = |scores: &[f32], truth: f32, rank: usize| {
+        let above = scores.iter().filter(|&&s| s > truth + 1e-5).count();
+        let level = scores.iter().filter(|&&s| s >= truth - 1e-5).count();
+        (above..level.max(above + 1)).contains(&rank)
+    };
+    for (i, &rank) in i2t.iter().enumerate() {
+        let row = sims.row(i);
+        let truth = row[5 * i..5 * i + 5]
+            .iter()
+            .copied()
+            .fold(f32::MIN, f32::max);
+        assert!(
+            within(row, truth, rank),
+            "{what}: image {i} ranked {rank}: {row:?}"
+        );
+    }
+    for (c, &rank) in t2i.iter().enumerate() {
+        let column: Vec<f32> = (0..sims.images).map(|i| sims.row(i)[c]).collect();
+        let truth = column[c / 5];
+        assert!(
+            within(&column, truth, rank),
+            "{what}: caption {c} ranked {rank}: {column:?}"
+        );
     }
 }
 
