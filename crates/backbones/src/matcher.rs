@@ -3,7 +3,7 @@
 //! SGRAF's hosts ([`Sgraf`], SAF or SGR).
 
 use crate::config::{Direction, Host, Mode, ModelConfig};
-use crate::pairs::{grid_pairs, row_index, select_pairs, PairBatch};
+use crate::pairs::{grid_pairs, images_by_captions, row_index, select_pairs, PairBatch};
 use crate::sgraf::Sgraf;
 use crate::similarity::Block;
 use crate::Rcar;
@@ -248,11 +248,10 @@ impl Matcher {
                 .select(0, row_index(caption_ids, &device)),
         });
         let (g, n) = pairs.shape();
-        let scores = self.pair_scores(&pairs, globals, None).reshape([g, n]);
-        match direction {
-            Direction::T2i => scores,
-            Direction::I2t => scores.transpose(),
-        }
+        images_by_captions(
+            direction,
+            self.pair_scores(&pairs, globals, None).reshape([g, n]),
+        )
     }
 
     /// Scores `[P]` of a block of pairs (group-major); `globals`: the global vectors of the block's

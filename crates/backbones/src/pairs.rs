@@ -113,6 +113,15 @@ pub fn select_pairs(
     assemble(direction, regions, words, lengths, image_ids, caption_ids)
 }
 
+/// A block's scores `[groups, items]` (group-major, as [`PairBatch`] numbers its pairs) → images ×
+/// captions: the groups are images in t2i, captions in i2t.
+pub fn images_by_captions(direction: Direction, scores: Tensor<2>) -> Tensor<2> {
+    match direction {
+        Direction::T2i => scores,
+        Direction::I2t => scores.transpose(),
+    }
+}
+
 /// Row numbers as the index tensor that `select` takes.
 pub fn row_index(ids: &[usize], device: &Device) -> Tensor<1, Int> {
     let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();

@@ -7,7 +7,7 @@
 use crate::alignment::AlignmentVector;
 use crate::attention::cross_attention;
 use crate::config::{Direction, Mode, ModelConfig};
-use crate::pairs::{grid_pairs, PairBatch};
+use crate::pairs::{grid_pairs, images_by_captions, PairBatch};
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
@@ -201,10 +201,7 @@ impl SimilarityEncoder {
         );
         let (g, n) = pairs.shape();
         let scores = self.forward(cfg, &pairs, dropout, None).reshape([g, n]);
-        let scores = match cfg.direction {
-            Direction::T2i => scores,
-            Direction::I2t => scores.transpose(),
-        };
+        let scores = images_by_captions(cfg.direction, scores);
         Block {
             images: img,
             captions: cap,

@@ -143,45 +143,71 @@ pub fn score(
     let ranges = block_ranges(model.direction(), n_img, n_cap, chunk, CAPTIONS_PER_BLOCK);
     progress.start("score pairs", (n_img * n_cap) as u64);
     let mut data = vec![0f32; n_img * n_cap];
+    let handles = (model.clone(), encoded.clone());
+    on_threads(
+        &ranges,
+        workers,
+        &handles,
+        |(model, encoded), (img, cap)| {
+            let block = model.block(
+                &encoded.images,
+                &encoded.captions,
+                &encoded.lengths,
+                encoded.globals.as_ref(),
+                (img.clone(), cap.clone()),
+                dropout,
+            );
+            floats(block.scores)
+        },
+        |(images, captions), values| {
+            let ids = &encoded.caption_ids[captions.clone()];
+            for (row, image) in values.chunks(ids.len()).zip(images.clone()) {
+                for (&value, &caption) in row.iter().zip(ids) {
+                    data[image * n_cap + caption] = value;
+                }
+            }
+            progress.advance(values.len() as u64);
+        },
+    );
+    progress.finish();
+    SimMatrix::new(n_img, n_cap, data)
+}
+
+/// A tensor's values, on the host.
+pub fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("scores are float32")
+}
+
+/// Runs `work` over `jobs` on up to `workers` threads, each taking the next job as it frees up,
+/// each with its own clone of `handles` (the model and the encodings: clones share their storage).
+/// Results reach `sink` on the calling thread as they arrive, so it can place them and report
+/// progress while the other threads go on.
+pub fn on_threads<J: Sync, H: Clone + Send, R: Send>(
+    jobs: &[J],
+    workers: usize,
+    handles: &H,
+    work: impl Fn(&H, &J) -> R + Sync,
+    mut sink: impl FnMut(&J, R),
+) {
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel();
-        for _ in 0..workers.clamp(1, ranges.len().max(1)) {
-            let (tx, model, encoded) = (tx.clone(), model.clone(), encoded.clone());
-            let (ranges, next) = (&ranges, &next);
+        for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+            let (tx, handles, next, work) = (tx.clone(), handles.clone(), &next, &work);
             scope.spawn(move || {
-                while let Some((img, cap)) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let block = model.block(
-                        &encoded.images,
-                        &encoded.captions,
-                        &encoded.lengths,
-                        encoded.globals.as_ref(),
-                        (img.clone(), cap.clone()),
-                        dropout,
-                    );
-                    let values = block
-                        .scores
-                        .into_data()
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()
-                        .expect("scores are float32");
-                    if tx.send((block.images, block.captions, values)).is_err() {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if tx.send((job, work(&handles, job))).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for (images, captions, values) in rx {
-            let ids = &encoded.caption_ids[captions];
-            for (row, image) in values.chunks(ids.len()).zip(images) {
-                for (&value, &caption) in row.iter().zip(ids) {
-                    data[image * n_cap + caption] = value;
-                }
-            }
-            progress.advance(values.len() as u64);
+        for (job, result) in rx {
+            sink(job, result);
         }
     });
-    progress.finish();
-    SimMatrix::new(n_img, n_cap, data)
 }

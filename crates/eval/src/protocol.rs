@@ -114,6 +114,27 @@ pub fn check_folds(images: usize, path: &std::path::Path) -> Result<(), DataErro
     ))
 }
 
+/// Checks that `models` can evaluate `split` under the protocol (and read its features); the
+/// scoring threads to use.
+pub fn checked_workers(
+    models: &[Matcher],
+    split: &Split,
+    opts: &EvalOptions,
+    device: &Device,
+) -> Result<usize, DataError> {
+    check_split(split, opts.fold5)?;
+    let features = &split.features;
+    for model in models {
+        model
+            .config()
+            .check_features(features.regions(), features.dim(), features.path())?;
+    }
+    Ok(opts
+        .workers
+        .unwrap_or_else(|| default_workers(device))
+        .max(1))
+}
+
 /// The similarity matrices of `models` (averaged) on `split`: the full matrix, or, with `fold5`,
 /// one per fold (the off-diagonal blocks are never computed).
 pub fn similarity(
@@ -123,17 +144,7 @@ pub fn similarity(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<Vec<SimMatrix>, DataError> {
-    check_split(split, opts.fold5)?;
-    let features = &split.features;
-    for model in models {
-        model
-            .config()
-            .check_features(features.regions(), features.dim(), features.path())?;
-    }
-    let workers = opts
-        .workers
-        .unwrap_or_else(|| default_workers(device))
-        .max(1);
+    let workers = checked_workers(models, split, opts, device)?;
     let n = split.num_images();
     let ranges: Vec<_> = if opts.fold5 {
         fold_ranges(n).collect()

@@ -2,6 +2,7 @@
 //! captions. The first stage ranks the whole gallery from the index; the model re-ranks the
 //! shortlist exactly.
 
+use crate::encode::floats;
 use crate::index::{
     Index, CAPTIONS, CAPTION_GLOBALS, CAPTION_VECTORS, IMAGES, IMAGE_GLOBALS, IMAGE_VECTORS,
 };
@@ -85,13 +86,6 @@ pub struct SearchOptions {
     pub stage: FirstStage,
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("scores are float32")
-}
-
 /// Answers `query` from `index` with `model`, which must be the one that built the index
 /// ([`Index::check_model`]).
 pub fn search(
@@ -148,7 +142,7 @@ fn by_text(
     let encode_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let first = values(match opts.stage {
+    let first = floats(match opts.stage {
         FirstStage::Global => {
             let query = summary(words.clone(), Some(&[len]), global.clone());
             let gallery: Tensor<2> = index.rows(IMAGE_VECTORS, None, device);
@@ -166,7 +160,7 @@ fn by_text(
         .zip(global)
         .map(|(images, captions)| Globals { images, captions });
     let all: Vec<usize> = (0..items.len()).collect();
-    let exact = values(model.selection(&images, &words, &[len], globals.as_ref(), (&all, &[0])));
+    let exact = floats(model.selection(&images, &words, &[len], globals.as_ref(), (&all, &[0])));
     let hits = best(&items, &exact, &first, opts.top)
         .into_iter()
         .enumerate()
@@ -206,7 +200,7 @@ fn by_image(
     let regions: Tensor<3> = index.rows(IMAGES, Some(&[image]), device);
     let m = h.lengths.len();
     // Scores per encoded caption row, as the index stores the captions.
-    let first = values(match opts.stage {
+    let first = floats(match opts.stage {
         FirstStage::Global => {
             let query: Tensor<2> = index.rows(IMAGE_VECTORS, Some(&[image]), device);
             let gallery: Tensor<2> = index.rows(CAPTION_VECTORS, None, device);
@@ -229,7 +223,7 @@ fn by_image(
         .zip(index.optional_rows(CAPTION_GLOBALS, Some(&rows), device))
         .map(|(images, captions)| Globals { images, captions });
     let all: Vec<usize> = (0..rows.len()).collect();
-    let exact = values(model.selection(
+    let exact = floats(model.selection(
         &regions,
         &captions,
         &lengths,

@@ -11,10 +11,12 @@
 //! checkpoint measured their product ranks near chance (`docs/retrieval.md`); MaxSim ranks close
 //! to the model itself, at a fraction of its cost.
 
-use crate::encode::{chunk_for_budget, encode, score, Encoded, CAPTIONS_PER_BLOCK};
+use crate::encode::{
+    chunk_for_budget, encode, floats, on_threads, score, Encoded, CAPTIONS_PER_BLOCK,
+};
 use crate::metrics::{ranks_i2t, ranks_t2i, Metrics, SimMatrix};
 use crate::progress::Progress;
-use crate::protocol::{check_split, default_workers, protocol_name, EvalOptions};
+use crate::protocol::{checked_workers, protocol_name, EvalOptions};
 use burn::tensor::{Device, Tensor};
 use rcar_backbones::similarity::block_ranges;
 use rcar_backbones::{Direction, Matcher};
@@ -24,8 +26,6 @@ use rcar_regulators::norm::l2norm;
 use serde::Serialize;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 /// The first stage's vector of each item: its global vector where the host has one, else the
@@ -98,13 +98,6 @@ fn by_caption_id(values: &[f32], n: usize, caption_ids: &[usize]) -> SimMatrix {
     SimMatrix::new(n, m, data)
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("scores are float32")
-}
-
 /// The first stage's scores of the encoded gallery, on `workers` threads.
 pub fn first_stage(encoded: &Encoded, stage: FirstStage, workers: usize) -> FirstScores {
     let [n, _, _] = encoded.images.dims();
@@ -112,7 +105,7 @@ pub fn first_stage(encoded: &Encoded, stage: FirstStage, workers: usize) -> Firs
     match stage {
         FirstStage::Global => {
             let (images, captions) = vectors(encoded);
-            let matrix = by_caption_id(&to_vec(images.matmul(captions.transpose())), n, ids);
+            let matrix = by_caption_id(&floats(images.matmul(captions.transpose())), n, ids);
             FirstScores {
                 t2i: matrix.clone(),
                 i2t: matrix,
@@ -122,38 +115,23 @@ pub fn first_stage(encoded: &Encoded, stage: FirstStage, workers: usize) -> Firs
             let m = ids.len();
             let (mut words, mut regions) = (vec![0f32; n * m], vec![0f32; n * m]);
             let blocks = block_ranges(Direction::T2i, n, m, MAXSIM_BLOCK, CAPTIONS_PER_BLOCK);
-            let next = AtomicUsize::new(0);
-            std::thread::scope(|scope| {
-                let (tx, rx) = mpsc::channel();
-                for _ in 0..workers.clamp(1, blocks.len().max(1)) {
-                    let (tx, encoded, blocks, next) = (tx.clone(), encoded.clone(), &blocks, &next);
-                    scope.spawn(move || {
-                        while let Some((img, cap)) =
-                            blocks.get(next.fetch_add(1, Ordering::Relaxed))
-                        {
-                            let images = encoded.images.clone().slice(img.clone());
-                            let (w, r) =
-                                maxsim(images, &encoded.captions, &encoded.lengths, cap.clone());
-                            if tx
-                                .send((img.clone(), cap.clone(), to_vec(w), to_vec(r)))
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                    });
-                }
-                drop(tx);
-                for (img, cap, w, r) in rx {
-                    for (k, i) in img.enumerate() {
-                        let at = i * m + cap.start;
-                        words[at..at + cap.len()]
-                            .copy_from_slice(&w[k * cap.len()..(k + 1) * cap.len()]);
-                        regions[at..at + cap.len()]
-                            .copy_from_slice(&r[k * cap.len()..(k + 1) * cap.len()]);
+            on_threads(
+                &blocks,
+                workers,
+                encoded,
+                |encoded, (img, cap)| {
+                    let images = encoded.images.clone().slice(img.clone());
+                    let (w, r) = maxsim(images, &encoded.captions, &encoded.lengths, cap.clone());
+                    (floats(w), floats(r))
+                },
+                |(img, cap), (w, r)| {
+                    for (k, i) in img.clone().enumerate() {
+                        let (at, row) = (i * m + cap.start, k * cap.len()..(k + 1) * cap.len());
+                        words[at..at + cap.len()].copy_from_slice(&w[row.clone()]);
+                        regions[at..at + cap.len()].copy_from_slice(&r[row]);
                     }
-                }
-            });
+                },
+            );
             let both: Vec<f32> = words.iter().zip(&regions).map(|(w, r)| w + r).collect();
             FirstScores {
                 t2i: by_caption_id(&words, n, ids),
@@ -335,38 +313,25 @@ fn score_rows(
     let total: usize = wanted.iter().map(Vec::len).sum();
     progress.start("re-rank pairs", total as u64);
     let mut scores: Vec<Vec<f32>> = wanted.iter().map(|rows| vec![0.0; rows.len()]).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel();
-        for _ in 0..workers.clamp(1, calls.len().max(1)) {
-            let (tx, model, encoded) = (tx.clone(), model.clone(), encoded.clone());
-            let (calls, next) = (&calls, &next);
-            scope.spawn(move || {
-                while let Some((image, span)) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let values = model
-                        .selection(
-                            &encoded.images,
-                            &encoded.captions,
-                            &encoded.lengths,
-                            encoded.globals.as_ref(),
-                            (&[*image], &wanted[*image][span.clone()]),
-                        )
-                        .into_data()
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()
-                        .expect("scores are float32");
-                    if tx.send((*image, span.clone(), values)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (image, span, values) in rx {
+    let handles = (model.clone(), encoded.clone());
+    on_threads(
+        &calls,
+        workers,
+        &handles,
+        |(model, encoded), (image, span)| {
+            floats(model.selection(
+                &encoded.images,
+                &encoded.captions,
+                &encoded.lengths,
+                encoded.globals.as_ref(),
+                (&[*image], &wanted[*image][span.clone()]),
+            ))
+        },
+        |(image, span), values| {
             progress.advance(values.len() as u64);
-            scores[image][span].copy_from_slice(&values);
-        }
-    });
+            scores[*image][span.clone()].copy_from_slice(&values);
+        },
+    );
     progress.finish();
     scores
 }
@@ -440,15 +405,7 @@ pub fn compare(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<(ShortlistReport, Option<SimMatrix>), DataError> {
-    check_split(split, false)?;
-    let features = &split.features;
-    model
-        .config()
-        .check_features(features.regions(), features.dim(), features.path())?;
-    let workers = opts
-        .workers
-        .unwrap_or_else(|| default_workers(device))
-        .max(1);
+    let workers = checked_workers(std::slice::from_ref(model), split, opts, device)?;
     let n = split.num_images();
     let started = Instant::now();
     let encoded = encode(model, split, 0..n, opts.batch, device, progress)?;

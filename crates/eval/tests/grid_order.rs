@@ -5,40 +5,21 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use rcar_backbones::{Direction, Mode, ModelConfig};
 use rcar_data::batch::{eval_captions, eval_images};
-use rcar_data::npy::write_f32;
 use rcar_data::split::Split;
-use rcar_data::vocab::Vocab;
 use rcar_eval::protocol::similarity;
 use rcar_eval::{EvalOptions, Silent};
 use std::path::Path;
 
 mod common;
-use common::max_abs_diff;
+use common::{max_abs_diff, toy_split};
 
 const WORDS: [&str; 6] = ["a", "dog", "runs", "on", "grass", "."];
 const IMAGES: usize = 4;
 const REGIONS: usize = 3;
 const DIM: usize = 6;
 
-/// Four images and twenty captions of 1 to 12 words, in no order of length.
 fn open_split(dir: &Path) -> Split {
-    let features: Vec<f32> = (0..IMAGES * REGIONS * DIM)
-        .map(|i| (i * 37 % 23) as f32 / 23.0 - 0.5)
-        .collect();
-    write_f32(
-        &dir.join("test_ims.npy"),
-        &[IMAGES, REGIONS, DIM],
-        &features,
-    )
-    .unwrap();
-    let captions: String = (0..5 * IMAGES)
-        .map(|k| {
-            let words: Vec<&str> = (0..1 + k * 7 % 12).map(|j| WORDS[(k + j) % 6]).collect();
-            words.join(" ") + "\n"
-        })
-        .collect();
-    std::fs::write(dir.join("test_caps.txt"), captions).unwrap();
-    Split::open(dir, "test", &Vocab::from_words(&WORDS)).unwrap()
+    toy_split(dir, &WORDS, IMAGES, REGIONS, DIM)
 }
 
 #[test]
