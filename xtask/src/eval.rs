@@ -52,7 +52,8 @@ pub struct EvalArgs {
     json: Option<PathBuf>,
     /// Also rank by shortlist-then-rerank: the first stage's top K of each query scored exactly by
     /// the model; several lengths comma-separated (`10,50,100`).
-    #[arg(long, value_delimiter = ',', conflicts_with_all = ["sims", "fold5", "save_sims"])]
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["sims", "fold5", "save_sims"],
+          value_parser = positive())]
     shortlist: Vec<usize>,
     /// With --shortlist: how the first stage ranks, `maxsim` (late interaction over the token
     /// encodings) or `global` (one product of global vectors).
@@ -307,4 +308,9 @@ impl From<Stage> for FirstStage {
             Stage::Global => FirstStage::Global,
         }
     }
+}
+
+/// A count of at least one (a shortlist or a number of hits).
+pub fn positive() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }

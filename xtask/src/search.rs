@@ -2,7 +2,7 @@
 //! first stage's shortlist re-ranked by the model.
 
 use crate::backend;
-use crate::eval::Stage;
+use crate::eval::{positive, Stage};
 use anyhow::{Context, Result};
 use clap::Args;
 use rcar_backbones::checkpoint::load_any;
@@ -24,10 +24,10 @@ pub struct SearchArgs {
     #[arg(long)]
     image: Option<u64>,
     /// Hits to print.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive())]
     top: usize,
     /// Items the model re-ranks (default: the whole gallery, exhaustive).
-    #[arg(long)]
+    #[arg(long, value_parser = positive())]
     shortlist: Option<usize>,
     #[arg(long, value_enum, default_value = "maxsim")]
     first_stage: Stage,
