@@ -7,7 +7,7 @@
 //! bytes, then the sections as float32 LE. Every section is checked against its CRC-32 on open,
 //! so a damaged or cut file is refused naming the section, never ranked.
 
-use crate::encode::Encoded;
+use crate::encode::{floats, Encoded};
 use crate::shortlist::vectors;
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
@@ -85,14 +85,13 @@ pub struct Source<'a> {
     pub captions: Vec<String>,
 }
 
-fn tensor_bytes<const D: usize>(t: &Tensor<D>) -> Vec<u8> {
-    t.to_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("encodings are float32")
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect()
+/// A tensor's shape and its values as float32 LE: one section's contents.
+fn section_data<const D: usize>(t: &Tensor<D>) -> (Vec<usize>, Vec<u8>) {
+    let values = floats(t.clone());
+    (
+        t.dims().to_vec(),
+        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
 }
 
 /// Writes the index of `encoded` (the gallery encoded by `model`) to `path`, atomically; its size.
@@ -104,42 +103,18 @@ pub fn write(
 ) -> Result<u64, DataError> {
     let (image_vectors, caption_vectors) = vectors(encoded);
     let mut tensors = vec![
-        (
-            IMAGES,
-            encoded.images.dims().to_vec(),
-            tensor_bytes(&encoded.images),
-        ),
-        (
-            CAPTIONS,
-            encoded.captions.dims().to_vec(),
-            tensor_bytes(&encoded.captions),
-        ),
-        (
-            IMAGE_VECTORS,
-            image_vectors.dims().to_vec(),
-            tensor_bytes(&image_vectors),
-        ),
-        (
-            CAPTION_VECTORS,
-            caption_vectors.dims().to_vec(),
-            tensor_bytes(&caption_vectors),
-        ),
+        (IMAGES, section_data(&encoded.images)),
+        (CAPTIONS, section_data(&encoded.captions)),
+        (IMAGE_VECTORS, section_data(&image_vectors)),
+        (CAPTION_VECTORS, section_data(&caption_vectors)),
     ];
     if let Some(g) = &encoded.globals {
-        tensors.push((
-            IMAGE_GLOBALS,
-            g.images.dims().to_vec(),
-            tensor_bytes(&g.images),
-        ));
-        tensors.push((
-            CAPTION_GLOBALS,
-            g.captions.dims().to_vec(),
-            tensor_bytes(&g.captions),
-        ));
+        tensors.push((IMAGE_GLOBALS, section_data(&g.images)));
+        tensors.push((CAPTION_GLOBALS, section_data(&g.captions)));
     }
     let mut sections = Vec::new();
     let mut offset = 0u64;
-    for (name, shape, bytes) in &tensors {
+    for (name, (shape, bytes)) in &tensors {
         sections.push(Section {
             name: name.to_string(),
             shape: shape.clone(),
@@ -170,14 +145,13 @@ pub fn write(
     file.write_all(&json)?;
     let start = MAGIC.len() + 8 + json.len();
     file.write_all(&vec![0; padded(start) - start])?;
-    let mut size = padded(start) as u64;
-    for (_, _, bytes) in &tensors {
+    for (_, (_, bytes)) in &tensors {
         file.write_all(bytes)?;
         file.write_all(&vec![0; padded(bytes.len()) - bytes.len()])?;
-        size += padded(bytes.len()) as u64;
     }
     file.commit()?;
-    Ok(size)
+    // `offset` ends past the last section.
+    Ok(padded(start) as u64 + offset)
 }
 
 fn padded(n: usize) -> usize {
@@ -400,9 +374,5 @@ impl Index {
             .map(String::as_str)
             .collect();
         Vocab::from_words(&inner)
-    }
-
-    pub fn images(&self) -> usize {
-        self.header.image_ids.len()
     }
 }

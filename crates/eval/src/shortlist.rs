@@ -187,11 +187,14 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 }
 
 /// What one shortlist length gave: the protocol's 0-based ranks in both directions (as
-/// [`ranks_i2t`] and [`ranks_t2i`] count them) and how many pairs the model scored.
+/// [`ranks_i2t`] and [`ranks_t2i`] count them), re-ranked by the exact score alone and by exact +
+/// first-stage score (as BLIP ranks its top K), and how many pairs the model scored for both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reranked {
     pub i2t: Vec<usize>,
     pub t2i: Vec<usize>,
+    pub fused_i2t: Vec<usize>,
+    pub fused_t2i: Vec<usize>,
     pub pairs: usize,
 }
 
@@ -199,28 +202,28 @@ pub struct Reranked {
 /// workers share the images evenly.
 const PAIRS_PER_CALL: usize = 512;
 
-/// Shortlists of `k` by the first stage `first`, re-ranked by `model`'s exact scores (plus the
-/// first stage's, with `fuse`, as BLIP ranks its top K), on `workers` threads.
+/// Shortlists of `k` by the first stage `first`, re-ranked by `model`'s exact scores on `workers`
+/// threads. A query whose ground truth is not shortlisted keeps its first-stage rank (at least k).
 pub fn rerank(
     model: &Matcher,
     encoded: &Encoded,
     first: &FirstScores,
     k: usize,
-    fuse: bool,
     workers: usize,
     progress: &mut dyn Progress,
 ) -> Reranked {
     let (n, m) = (first.i2t.images, first.i2t.captions);
     let by_image: Vec<Vec<usize>> = (0..n).map(|i| top_k(first.i2t.row(i), k)).collect();
-    let by_caption: Vec<Vec<usize>> = {
+    let columns: Vec<Vec<f32>> = {
         let mut columns = vec![Vec::with_capacity(n); m];
         for i in 0..n {
             for (column, &s) in columns.iter_mut().zip(first.t2i.row(i)) {
                 column.push(s);
             }
         }
-        columns.iter().map(|c| top_k(c, k)).collect()
+        columns
     };
+    let by_caption: Vec<Vec<usize>> = columns.iter().map(|c| top_k(c, k)).collect();
     // Every pair either direction needs, once: caption rows of the encodings per image, sorted.
     let mut row_of = vec![0; m];
     for (row, &caption) in encoded.caption_ids.iter().enumerate() {
@@ -240,47 +243,54 @@ pub fn rerank(
         rows.dedup();
     }
     let exact = score_rows(model, encoded, &wanted, workers, progress);
-    let score = |i: usize, caption: usize, stage: &SimMatrix| {
+    let score = |i: usize, caption: usize, fused: Option<f32>| {
         let at = wanted[i]
             .binary_search(&row_of[caption])
             .expect("every shortlisted pair is scored");
-        exact[i][at] + if fuse { stage.row(i)[caption] } else { 0.0 }
+        exact[i][at] + fused.unwrap_or(0.0)
     };
-    let (first_i2t, first_t2i) = (ranks_i2t(&first.i2t), ranks_t2i(&first.t2i));
-    let i2t = (0..n)
-        .map(|i| {
-            let caps = &by_image[i];
-            let truth = i * CAPTIONS_PER_IMAGE..(i + 1) * CAPTIONS_PER_IMAGE;
-            let scored = |c: usize| score(i, c, &first.i2t);
-            let best = caps
-                .iter()
-                .filter(|c| truth.contains(c))
-                .map(|&c| scored(c))
-                .fold(None, |b: Option<f32>, s| Some(b.map_or(s, |b| b.max(s))));
-            match best {
-                Some(best) => caps.iter().filter(|&&c| scored(c) > best).count(),
-                None => first_i2t[i].max(caps.len()),
-            }
-        })
-        .collect();
-    let t2i = (0..m)
-        .map(|c| {
-            let images = &by_caption[c];
-            let own = c / CAPTIONS_PER_IMAGE;
-            if images.contains(&own) {
-                let truth = score(own, c, &first.t2i);
-                images
+    let above = |scores: &[f32], truth: f32| scores.iter().filter(|&&s| s > truth).count();
+    let ranks = |fuse: bool| -> (Vec<usize>, Vec<usize>) {
+        let i2t = (0..n)
+            .map(|i| {
+                let (caps, row) = (&by_image[i], first.i2t.row(i));
+                let truth = i * CAPTIONS_PER_IMAGE..(i + 1) * CAPTIONS_PER_IMAGE;
+                let scored = |c: usize| score(i, c, fuse.then_some(row[c]));
+                let best = caps
                     .iter()
-                    .filter(|&&i| score(i, c, &first.t2i) > truth)
-                    .count()
-            } else {
-                first_t2i[c].max(images.len())
-            }
-        })
-        .collect();
+                    .filter(|c| truth.contains(c))
+                    .map(|&c| scored(c))
+                    .fold(None, |b: Option<f32>, s| Some(b.map_or(s, |b| b.max(s))));
+                match best {
+                    Some(best) => caps.iter().filter(|&&c| scored(c) > best).count(),
+                    None => {
+                        let best = row[truth].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        above(row, best).max(caps.len())
+                    }
+                }
+            })
+            .collect();
+        let t2i = (0..m)
+            .map(|c| {
+                let (images, column) = (&by_caption[c], &columns[c]);
+                let own = c / CAPTIONS_PER_IMAGE;
+                let scored = |i: usize| score(i, c, fuse.then_some(column[i]));
+                if images.contains(&own) {
+                    let truth = scored(own);
+                    images.iter().filter(|&&i| scored(i) > truth).count()
+                } else {
+                    above(column, column[own]).max(images.len())
+                }
+            })
+            .collect();
+        (i2t, t2i)
+    };
+    let ((i2t, t2i), (fused_i2t, fused_t2i)) = (ranks(false), ranks(true));
     Reranked {
         i2t,
         t2i,
+        fused_i2t,
+        fused_t2i,
         pairs: wanted.iter().map(Vec::len).sum(),
     }
 }
@@ -354,7 +364,8 @@ pub struct ShortlistRow {
     pub first_stage_recall_t2i: f64,
     /// Pairs the model scored (each at most once for both directions).
     pub pairs: usize,
-    /// Encoding, first stage and re-rank: comparable with the exhaustive `seconds`.
+    /// Encoding, first stage and re-rank (one pass serves the plain and the fused row):
+    /// comparable with the exhaustive `seconds`.
     pub seconds: f64,
 }
 
@@ -431,14 +442,17 @@ pub fn compare(
     let (first_i2t, first_t2i) = (ranks_i2t(&first.i2t), ranks_t2i(&first.t2i));
     let mut rows = Vec::new();
     for &k in &shortlist.ks {
-        for fused in std::iter::once(false).chain(shortlist.fuse.then_some(true)) {
-            let started = Instant::now();
-            let r = rerank(model, &encoded, &first, k, fused, workers, progress);
-            let seconds = encode_seconds + first_stage_seconds + started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let r = rerank(model, &encoded, &first, k, workers, progress);
+        // The fused ranking re-uses the same exact scores: one pass of the model serves both rows.
+        let seconds = encode_seconds + first_stage_seconds + started.elapsed().as_secs_f64();
+        let plain = (false, &r.i2t, &r.t2i);
+        let fused = shortlist.fuse.then_some((true, &r.fused_i2t, &r.fused_t2i));
+        for (fused, i2t, t2i) in std::iter::once(plain).chain(fused) {
             rows.push(ShortlistRow {
                 k,
                 fused,
-                metrics: Metrics::from_ranks(&r.i2t, &r.t2i),
+                metrics: Metrics::from_ranks(i2t, t2i),
                 first_stage_recall_i2t: recall_at(&first_i2t, k),
                 first_stage_recall_t2i: recall_at(&first_t2i, k),
                 pairs: r.pairs,

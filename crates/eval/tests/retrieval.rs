@@ -84,22 +84,14 @@ fn a_shortlist_as_long_as_the_gallery_gives_the_exhaustive_ranks() {
         let sims = exhaustive(&model, &encoded);
         for stage in [FirstStage::Global, FirstStage::MaxSim] {
             let first = first_stage(&encoded, stage, 2);
-            let all = rerank(
-                &model,
-                &encoded,
-                &first,
-                5 * IMAGES_N,
-                false,
-                2,
-                &mut Silent,
-            );
+            let all = rerank(&model, &encoded, &first, 5 * IMAGES_N, 2, &mut Silent);
             let what = format!("{} with {stage:?}", model.describe());
             assert_eq!(all.pairs, sims.data.len(), "{what}");
             assert_ranks(&sims, &all.i2t, &all.t2i, &what);
 
             // Two of each: a caption's rank is the model's among its two images when the first
             // stage shortlisted its own, else the first stage's (at least 2).
-            let short = rerank(&model, &encoded, &first, 2, false, 2, &mut Silent);
+            let short = rerank(&model, &encoded, &first, 2, 2, &mut Silent);
             assert!(short.pairs <= 2 * (IMAGES_N + 5 * IMAGES_N), "{what}");
             let first_t2i = ranks_t2i(&first.t2i);
             for (c, &rank) in short.t2i.iter().enumerate() {
