@@ -78,8 +78,9 @@ pub fn tanh_in_place(values: &mut [f32]) {
     crate::cpu::vectorised(|| values.iter_mut().for_each(|x| *x = tanh_value(*x)))
 }
 
+/// tanh of one value, branch-free so that loops over it vectorise (see [`tanh_in_place`]).
 #[inline(always)]
-fn tanh_value(x: f32) -> f32 {
+pub fn tanh_value(x: f32) -> f32 {
     // Beyond 9, tanh rounds to ±1 in float32; the clamp also keeps 2^n a normal number.
     let y = -2.0 * x.abs().min(9.0);
     // y = n·ln 2 + r with |r| ≤ ln 2 / 2; n rounded by the float32 magic constant 1.5·2^23.

@@ -2,7 +2,13 @@
 //!
 //! The input projection of every time step is one GEMM up front; each step then does one
 //! `[B, H] × [H, 3H]` product. Keeping PyTorch's fused layout means official weights load as they
-//! are (transposed), without splitting gates.
+//! are (transposed), without splitting gates. On the CPU backend the steps run fused
+//! ([`recurrence`], with its own backward pass under a graph); other backends run them as Burn ops.
+
+#[cfg(feature = "flex")]
+mod cpu;
+#[cfg(feature = "flex")]
+pub mod recurrence;
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -30,10 +36,20 @@ impl GruDirection {
 
     /// Runs over `x: [B, T, d_in]` from t = 0 with a zero initial state; returns `[B, T, H]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, steps, _] = x.dims();
-        let h3 = self.hidden.weight.dims()[1];
-        let hid = h3 / 3;
         let projected = self.input.forward(x); // [B, T, 3H]
+        #[cfg(feature = "flex")]
+        if let Some(bias) = &self.hidden.bias {
+            if let Some(out) = cpu::recurrence(&projected, &self.hidden.weight.val(), &bias.val()) {
+                return out;
+            }
+        }
+        self.by_ops(projected)
+    }
+
+    /// The recurrence as Burn ops, for any backend (and the reference the fused one is tested on).
+    pub fn by_ops(&self, projected: Tensor<3>) -> Tensor<3> {
+        let [batch, steps, h3] = projected.dims();
+        let hid = h3 / 3;
         let mut h: Tensor<2> = Tensor::zeros([batch, hid], &projected.device());
         let mut outputs = Vec::with_capacity(steps);
         for t in 0..steps {

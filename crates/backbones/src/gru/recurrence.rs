@@ -1,0 +1,326 @@
+//! The GRU recurrence on the CPU, forward and backward, over plain `f32` slices.
+//!
+//! Burn runs a GRU step as a dozen tensor ops, each a fresh `[B, 3H]` or `[B, H]` tensor and, on the
+//! CPU backend, scalar sigmoid and tanh calls; with a graph, a dozen nodes more per step. Here a
+//! step is one product `h·W_hh` (the `gemm` crate, as Burn's CPU backend calls it) and one
+//! vectorised pass over the gates; the backward pass is the same shape in reverse, with the weight
+//! gradient as one product over all steps at the end.
+//!
+//! Layouts: inputs and outputs batch-major as Burn holds them (`x: [B, T, 3H]`, the input projection
+//! with its bias; `out: [B, T, H]`), the weight `[H, 3H]` (Burn's `Linear`, rows r | z | n as in
+//! PyTorch), what the backward pass keeps time-major (`[T, B, H]`), so that each step reads one block.
+
+use rcar_regulators::activation::tanh_value;
+use rcar_regulators::cpu::vectorised;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub steps: usize,
+    pub hidden: usize,
+}
+
+impl Dims {
+    fn check(&self, x: &[f32], weight: &[f32], bias: &[f32]) {
+        let Dims {
+            batch,
+            steps,
+            hidden,
+        } = *self;
+        assert_eq!(x.len(), batch * steps * 3 * hidden, "GRU input size");
+        assert_eq!(weight.len(), hidden * 3 * hidden, "GRU weight size");
+        assert_eq!(bias.len(), 3 * hidden, "GRU bias size");
+    }
+}
+
+/// The gates of every step, time-major `[T, B, H]`: what the backward pass needs besides the
+/// outputs (the previous state of step t is output t − 1).
+#[derive(Debug, Clone)]
+pub struct Gates {
+    reset: Vec<f32>,
+    update: Vec<f32>,
+    candidate: Vec<f32>,
+    /// The hidden projection's n part (`W_hn·h + b_hn`), which the reset gate scales.
+    hidden_n: Vec<f32>,
+}
+
+/// Gradients with respect to the input projection, the hidden weight and the hidden bias.
+pub struct Grads {
+    pub x: Vec<f32>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A matrix view: `rows × cols` at `data[i·row_stride + j·col_stride]`.
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self::strided(data, rows, cols, row_stride, 1)
+    }
+
+    /// The transpose of the row-major `cols × rows` matrix `data`.
+    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, 1, rows)
+    }
+
+    fn strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        assert!(
+            rows == 0
+                || cols == 0
+                || (rows - 1) * row_stride + (cols - 1) * col_stride < data.len(),
+            "matrix view outside its slice"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// `dst` (row-major, `lhs.rows × rhs.cols`) = `lhs · rhs`, or `+=` with `accumulate`.
+fn product(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "product: inner sizes differ");
+    assert!(dst.len() >= m * n, "product: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Small products cost less than waking the thread pool.
+    let parallelism = if m * n * k >= 1 << 21 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views were checked to lie inside their slices, the destination holds m × n
+    // values at row stride n, and it does not alias the operands (a `&mut` beside two `&`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    0.5 * tanh_value(0.5 * x) + 0.5
+}
+
+/// Runs the recurrence from a zero state; returns `out: [B, T, H]` and, with `keep`, the gates.
+pub fn forward(
+    dims: Dims,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    keep: bool,
+) -> (Vec<f32>, Option<Gates>) {
+    dims.check(x, weight, bias);
+    let Dims {
+        batch,
+        steps,
+        hidden,
+    } = dims;
+    let h3 = 3 * hidden;
+    let mut out = vec![0.0f32; batch * steps * hidden];
+    let mut projected = vec![0.0f32; batch * h3];
+    let kept = || vec![0.0f32; steps * batch * hidden];
+    let mut gates = keep.then(|| Gates {
+        reset: kept(),
+        update: kept(),
+        candidate: kept(),
+        hidden_n: kept(),
+    });
+    let zeros = vec![0.0f32; hidden];
+    for step in 0..steps {
+        for row in projected.chunks_exact_mut(h3) {
+            row.copy_from_slice(bias);
+        }
+        if step > 0 {
+            let previous = View::rows(&out[(step - 1) * hidden..], batch, hidden, steps * hidden);
+            product(
+                &mut projected,
+                true,
+                previous,
+                View::rows(weight, hidden, h3, h3),
+            );
+        }
+        for b in 0..batch {
+            let at = (b * steps + step) * hidden;
+            let (before, rest) = out.split_at_mut(at);
+            let state = &mut rest[..hidden];
+            let previous = if step > 0 {
+                &before[at - hidden..]
+            } else {
+                &zeros[..]
+            };
+            let xs = &x[(b * steps + step) * h3..][..h3];
+            let hs = &projected[b * h3..][..h3];
+            let (xr, xz, xn) = (&xs[..hidden], &xs[hidden..2 * hidden], &xs[2 * hidden..]);
+            let (hr, hz, hn) = (&hs[..hidden], &hs[hidden..2 * hidden], &hs[2 * hidden..]);
+            let kept_at = (step * batch + b) * hidden;
+            vectorised(|| match gates.as_mut() {
+                None => {
+                    for j in 0..hidden {
+                        let r = sigmoid(xr[j] + hr[j]);
+                        let z = sigmoid(xz[j] + hz[j]);
+                        let n = tanh_value(xn[j] + r * hn[j]);
+                        state[j] = n + z * (previous[j] - n);
+                    }
+                }
+                Some(g) => {
+                    let rs = &mut g.reset[kept_at..][..hidden];
+                    let zs = &mut g.update[kept_at..][..hidden];
+                    let ns = &mut g.candidate[kept_at..][..hidden];
+                    let hns = &mut g.hidden_n[kept_at..][..hidden];
+                    for j in 0..hidden {
+                        let r = sigmoid(xr[j] + hr[j]);
+                        let z = sigmoid(xz[j] + hz[j]);
+                        let n = tanh_value(xn[j] + r * hn[j]);
+                        state[j] = n + z * (previous[j] - n);
+                        rs[j] = r;
+                        zs[j] = z;
+                        ns[j] = n;
+                        hns[j] = hn[j];
+                    }
+                }
+            });
+        }
+    }
+    (out, gates)
+}
+
+/// Back-propagates `grad: [B, T, H]` (the loss's gradient with respect to `out`) through the
+/// recurrence whose forward pass gave `out` and `gates`.
+pub fn backward(dims: Dims, out: &[f32], gates: &Gates, weight: &[f32], grad: &[f32]) -> Grads {
+    let Dims {
+        batch,
+        steps,
+        hidden,
+    } = dims;
+    let h3 = 3 * hidden;
+    assert_eq!(out.len(), batch * steps * hidden, "GRU output size");
+    assert_eq!(grad.len(), out.len(), "GRU output gradient size");
+    assert_eq!(weight.len(), hidden * h3, "GRU weight size");
+    let mut dx = vec![0.0f32; batch * steps * h3];
+    // The hidden projection's gradient per step, time-major [T, B, 3H].
+    let mut dh3 = vec![0.0f32; steps * batch * h3];
+    // The gradient reaching each row's state from the steps after it.
+    let mut carried = vec![0.0f32; batch * hidden];
+    let zeros = vec![0.0f32; hidden];
+    for step in (0..steps).rev() {
+        for b in 0..batch {
+            let at = (b * steps + step) * hidden;
+            let previous = if step > 0 {
+                &out[at - hidden..at]
+            } else {
+                &zeros[..]
+            };
+            let g_out = &grad[at..at + hidden];
+            let dh = &mut carried[b * hidden..][..hidden];
+            let kept_at = (step * batch + b) * hidden;
+            let rs = &gates.reset[kept_at..][..hidden];
+            let zs = &gates.update[kept_at..][..hidden];
+            let ns = &gates.candidate[kept_at..][..hidden];
+            let hns = &gates.hidden_n[kept_at..][..hidden];
+            let dxs = &mut dx[(b * steps + step) * h3..][..h3];
+            let (dxr, rest) = dxs.split_at_mut(hidden);
+            let (dxz, dxn) = rest.split_at_mut(hidden);
+            let dhs = &mut dh3[(step * batch + b) * h3..][..h3];
+            let (dhr, rest) = dhs.split_at_mut(hidden);
+            let (dhz, dhn) = rest.split_at_mut(hidden);
+            vectorised(|| {
+                for j in 0..hidden {
+                    let d = dh[j] + g_out[j];
+                    let (r, z, n) = (rs[j], zs[j], ns[j]);
+                    // h = n + z·(h' − n): ∂h/∂n = 1 − z, ∂h/∂z = h' − n, ∂h/∂h' = z.
+                    let dn = d * (1.0 - z) * (1.0 - n * n);
+                    let dz = d * (previous[j] - n) * z * (1.0 - z);
+                    let dr = dn * hns[j] * r * (1.0 - r);
+                    dxr[j] = dr;
+                    dxz[j] = dz;
+                    dxn[j] = dn;
+                    dhr[j] = dr;
+                    dhz[j] = dz;
+                    dhn[j] = dn * r;
+                    dh[j] = d * z;
+                }
+            });
+        }
+        if step > 0 {
+            let block = View::rows(&dh3[step * batch * h3..], batch, h3, h3);
+            product(
+                &mut carried,
+                true,
+                block,
+                View::transposed(weight, h3, hidden),
+            );
+        }
+    }
+    // dW = Σ_{t ≥ 1} h_{t−1}ᵀ · dh3_t: the previous states gathered time-major, one product.
+    let mut weight_grad = vec![0.0f32; hidden * h3];
+    if steps > 1 {
+        let rows = (steps - 1) * batch;
+        let mut previous = vec![0.0f32; rows * hidden];
+        for step in 1..steps {
+            for b in 0..batch {
+                let from = (b * steps + step - 1) * hidden;
+                previous[((step - 1) * batch + b) * hidden..][..hidden]
+                    .copy_from_slice(&out[from..from + hidden]);
+            }
+        }
+        product(
+            &mut weight_grad,
+            false,
+            View::transposed(&previous, hidden, rows),
+            View::rows(&dh3[batch * h3..], rows, h3, h3),
+        );
+    }
+    let mut bias_grad = vec![0.0f32; h3];
+    for row in dh3.chunks_exact(h3) {
+        bias_grad.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+    Grads {
+        x: dx,
+        weight: weight_grad,
+        bias: bias_grad,
+    }
+}
