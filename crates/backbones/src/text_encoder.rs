@@ -2,8 +2,7 @@
 //! whose two directions are averaged, l2norm per token, padded positions exactly zero.
 //!
 //! PyTorch runs the GRU on packed sequences: the backward direction of each caption starts at that
-//! caption's own last token. Here each caption is reversed within its own length, run forward, and
-//! reversed back; reversing the padded row instead would feed the pads first and change every state.
+//! caption's own last token ([`GruDirection::forward_reversed`]).
 
 use crate::gru::GruDirection;
 use burn::module::Module;
@@ -51,39 +50,14 @@ impl TextEncoder {
         let [_, t] = ids.dims();
         let device = ids.device();
         let x = self.dropout.forward(self.embed.forward(ids));
-        let reverse = reversal_index(lengths, t, &device);
         let forward = self.gru_forward.forward(x.clone());
-        let backward = reversed(self.gru_backward.forward(reversed(x, &reverse)), &reverse);
+        let backward = self.gru_backward.forward_reversed(x, lengths);
         let words = l2norm((forward + backward).div_scalar(2.0));
         let valid = length_mask(lengths, t, &device)
             .float()
             .unsqueeze_dim::<3>(2);
         words * valid
     }
-}
-
-/// Per-row index mapping position t to L−1−t inside the caption (identity on the padding).
-/// Applying it twice is the identity, so it both reverses and restores.
-fn reversal_index(lengths: &[usize], t: usize, device: &Device) -> Tensor<2, Int> {
-    let idx: Vec<i64> = lengths
-        .iter()
-        .flat_map(|&len| {
-            (0..t).map(move |i| {
-                if i < len {
-                    (len - 1 - i) as i64
-                } else {
-                    i as i64
-                }
-            })
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(idx, [lengths.len(), t]), device)
-}
-
-/// Reverses (or restores) each row of `x: [B, T, D]` within its caption's length.
-fn reversed(x: Tensor<3>, index: &Tensor<2, Int>) -> Tensor<3> {
-    let dims = x.dims();
-    x.gather(1, index.clone().unsqueeze_dim::<3>(2).expand(dims))
 }
 
 /// `[B, T]`, true at real tokens.

@@ -13,9 +13,15 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The recurrence over `x: [B, T, 3H]` with the hidden weight `[H, 3H]` and bias `[3H]`, when all
-/// three are float32 tensors of the CPU backend (with or without a graph); `None` otherwise.
-pub fn recurrence(x: &Tensor<3>, weight: &Tensor<2>, bias: &Tensor<1>) -> Option<Tensor<3>> {
+/// The recurrence over `x: [B, T, 3H]` with the hidden weight `[H, 3H]` and bias `[3H]` (each row
+/// reversed within its length with `reverse`), when all three are float32 tensors of the CPU
+/// backend (with or without a graph); `None` otherwise.
+pub fn recurrence(
+    x: &Tensor<3>,
+    weight: &Tensor<2>,
+    bias: &Tensor<1>,
+    reverse: Option<&[usize]>,
+) -> Option<Tensor<3>> {
     if [x.dtype(), weight.dtype(), bias.dtype()]
         .iter()
         .any(|d| *d != DType::F32)
@@ -33,7 +39,7 @@ pub fn recurrence(x: &Tensor<3>, weight: &Tensor<2>, bias: &Tensor<1>) -> Option
         weight.clone().try_into_primitive::<Flex>(),
         bias.clone().try_into_primitive::<Flex>(),
     ) {
-        let (out, _) = forward(dims, &values(&x), &values(&w), &values(&b), false);
+        let (out, _) = forward(dims, &values(&x), &values(&w), &values(&b), reverse, false);
         return Some(Tensor::from_primitive::<Flex>(flex(out, dims.output())));
     }
     if let (Ok(x), Ok(w), Ok(b)) = (
@@ -52,18 +58,19 @@ pub fn recurrence(x: &Tensor<3>, weight: &Tensor<2>, bias: &Tensor<1>) -> Option
         );
         let out = match prep {
             OpsKind::Tracked(prep) => {
-                let (out, gates) = forward(dims, &xs, &ws, &bs, true);
+                let (out, gates) = forward(dims, &xs, &ws, &bs, reverse, true);
                 let out = flex(out, dims.output());
                 let state = Saved {
                     dims,
                     out: out.clone(),
                     gates: gates.expect("kept on request"),
                     weight: w.primitive().clone(),
+                    reverse: reverse.map(<[usize]>::to_vec),
                 };
                 prep.finish(Arc::new(state), out)
             }
             OpsKind::UnTracked(prep) => {
-                let (out, _) = forward(dims, &xs, &ws, &bs, false);
+                let (out, _) = forward(dims, &xs, &ws, &bs, reverse, false);
                 prep.finish(flex(out, dims.output()))
             }
         };
@@ -106,6 +113,7 @@ struct Saved {
     out: FlexTensor,
     gates: Gates,
     weight: FlexTensor,
+    reverse: Option<Vec<usize>>,
 }
 
 impl Backward<Flex, 3> for GruStep {
@@ -120,6 +128,7 @@ impl Backward<Flex, 3> for GruStep {
             &values(&saved.out),
             &saved.gates,
             &values(&saved.weight),
+            saved.reverse.as_deref(),
             &values(&grad),
         );
         let h = dims.hidden;

@@ -13,7 +13,7 @@ pub mod recurrence;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rcar_regulators::init::uniform_linear;
 
 #[derive(Module, Debug)]
@@ -36,14 +36,32 @@ impl GruDirection {
 
     /// Runs over `x: [B, T, d_in]` from t = 0 with a zero initial state; returns `[B, T, H]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.run(x, None)
+    }
+
+    /// PyTorch's backward direction on packed sequences: each row runs from its last real token
+    /// (`lengths`) to its first, the padding after it; outputs at the tokens' own positions.
+    pub fn forward_reversed(&self, x: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
+        self.run(x, Some(lengths))
+    }
+
+    fn run(&self, x: Tensor<3>, reverse: Option<&[usize]>) -> Tensor<3> {
         let projected = self.input.forward(x); // [B, T, 3H]
         #[cfg(feature = "flex")]
         if let Some(bias) = &self.hidden.bias {
-            if let Some(out) = cpu::recurrence(&projected, &self.hidden.weight.val(), &bias.val()) {
+            let weight = self.hidden.weight.val();
+            if let Some(out) = cpu::recurrence(&projected, &weight, &bias.val(), reverse) {
                 return out;
             }
         }
-        self.by_ops(projected)
+        match reverse {
+            None => self.by_ops(projected),
+            Some(lengths) => {
+                // Reversing the padded row instead would feed the pads first and change every state.
+                let index = reversal_index(lengths, projected.dims()[1], &projected.device());
+                reversed(self.by_ops(reversed(projected, &index)), &index)
+            }
+        }
     }
 
     /// The recurrence as Burn ops, for any backend (and the reference the fused one is tested on).
@@ -69,4 +87,28 @@ impl GruDirection {
         }
         Tensor::cat(outputs, 1)
     }
+}
+
+/// Per-row index mapping position t to L−1−t inside the caption (identity on the padding).
+/// Applying it twice is the identity, so it both reverses and restores.
+fn reversal_index(lengths: &[usize], t: usize, device: &Device) -> Tensor<2, Int> {
+    let idx: Vec<i64> = lengths
+        .iter()
+        .flat_map(|&len| {
+            (0..t).map(move |i| {
+                if i < len {
+                    (len - 1 - i) as i64
+                } else {
+                    i as i64
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(idx, [lengths.len(), t]), device)
+}
+
+/// Reverses (or restores) each row of `x: [B, T, D]` within its caption's length.
+fn reversed(x: Tensor<3>, index: &Tensor<2, Int>) -> Tensor<3> {
+    let dims = x.dims();
+    x.gather(1, index.clone().unsqueeze_dim::<3>(2).expand(dims))
 }

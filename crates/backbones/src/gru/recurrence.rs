@@ -22,7 +22,7 @@ pub struct Dims {
 }
 
 impl Dims {
-    fn check(&self, x: &[f32], weight: &[f32], bias: &[f32]) {
+    fn check(&self, x: &[f32], weight: &[f32], bias: &[f32], reverse: Option<&[usize]>) {
         let Dims {
             batch,
             steps,
@@ -31,11 +31,18 @@ impl Dims {
         assert_eq!(x.len(), batch * steps * 3 * hidden, "GRU input size");
         assert_eq!(weight.len(), hidden * 3 * hidden, "GRU weight size");
         assert_eq!(bias.len(), 3 * hidden, "GRU bias size");
+        if let Some(lengths) = reverse {
+            assert_eq!(lengths.len(), batch, "GRU lengths: one per row");
+            assert!(
+                lengths.iter().all(|&n| n <= steps),
+                "GRU lengths: at most T"
+            );
+        }
     }
 }
 
 /// The gates of every step, time-major `[T, B, H]`: what the backward pass needs besides the
-/// outputs (the previous state of step t is output t − 1).
+/// outputs (the previous state of a step is the output of the step before).
 #[derive(Debug, Clone)]
 pub struct Gates {
     reset: Vec<f32>,
@@ -155,22 +162,52 @@ fn sigmoid(x: f32) -> f32 {
     0.5 * tanh_value(0.5 * x) + 0.5
 }
 
+/// One unit of one step, PyTorch's GRU: from the input's and the state's projections (r, z, n
+/// parts) and the previous state, the gates r, z, n and the new state.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cell(xr: f32, xz: f32, xn: f32, hr: f32, hz: f32, hn: f32, h: f32) -> (f32, f32, f32, f32) {
+    let r = sigmoid(xr + hr);
+    let z = sigmoid(xz + hz);
+    let n = tanh_value(xn + r * hn);
+    (r, z, n, n + z * (h - n))
+}
+
+/// One row's gates of one step, as the forward pass writes them: r, z, n and `W_hn·h + b_hn`.
+type Kept<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
+/// Where step `step` of a row reads its input and writes its state: `step` itself, or with
+/// `length` (the backward direction of a packed sequence) the row reversed within its length, the
+/// padding after it left in place.
+#[inline]
+fn position(step: usize, length: Option<usize>) -> usize {
+    match length {
+        Some(n) if step < n => n - 1 - step,
+        _ => step,
+    }
+}
+
 /// Runs the recurrence from a zero state; returns `out: [B, T, H]` and, with `keep`, the gates.
+/// With `reverse` (each row's length), every row runs from its last token to its first.
 pub fn forward(
     dims: Dims,
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
+    reverse: Option<&[usize]>,
     keep: bool,
 ) -> (Vec<f32>, Option<Gates>) {
-    dims.check(x, weight, bias);
+    dims.check(x, weight, bias, reverse);
     let Dims {
         batch,
         steps,
         hidden,
     } = dims;
     let h3 = 3 * hidden;
+    let length = |b: usize| reverse.map(|l| l[b]);
     let mut out = vec![0.0f32; batch * steps * hidden];
+    // The running state `[B, H]`, contiguous for the product.
+    let mut state = vec![0.0f32; batch * hidden];
     let mut projected = vec![0.0f32; batch * h3];
     let kept = || vec![0.0f32; steps * batch * hidden];
     let mut gates = keep.then(|| Gates {
@@ -179,33 +216,25 @@ pub fn forward(
         candidate: kept(),
         hidden_n: kept(),
     });
-    let zeros = vec![0.0f32; hidden];
     for step in 0..steps {
         for row in projected.chunks_exact_mut(h3) {
             row.copy_from_slice(bias);
         }
         if step > 0 {
-            let previous = View::rows(&out[(step - 1) * hidden..], batch, hidden, steps * hidden);
             product(
                 &mut projected,
                 true,
-                previous,
+                View::rows(&state, batch, hidden, hidden),
                 View::rows(weight, hidden, h3, h3),
             );
         }
-        for b in 0..batch {
-            let at = (b * steps + step) * hidden;
-            let (before, rest) = out.split_at_mut(at);
-            let state = &mut rest[..hidden];
-            let previous = if step > 0 {
-                &before[at - hidden..]
-            } else {
-                &zeros[..]
-            };
-            let xs = &x[(b * steps + step) * h3..][..h3];
-            let hs = &projected[b * h3..][..h3];
+        // The rows' gate passes, on the thread pool: each row owns its state, its output row, its
+        // projection and its gates of this step.
+        let row = |b: usize, h: &mut [f32], hs: &[f32], o: &mut [f32], kept: Option<Kept>| {
+            let at = position(step, length(b));
+            let xs = &x[(b * steps + at) * h3..][..h3];
             // Every slice cut to the loop's length, so that the loop needs no bounds checks.
-            let previous = &previous[..hidden];
+            let h = &mut h[..hidden];
             let (xr, xz, xn) = (
                 &xs[..hidden],
                 &xs[hidden..][..hidden],
@@ -216,26 +245,23 @@ pub fn forward(
                 &hs[hidden..][..hidden],
                 &hs[2 * hidden..][..hidden],
             );
-            let kept_at = (step * batch + b) * hidden;
-            vectorised(|| match gates.as_mut() {
+            vectorised(|| match kept {
                 None => {
                     for j in 0..hidden {
-                        let r = sigmoid(xr[j] + hr[j]);
-                        let z = sigmoid(xz[j] + hz[j]);
-                        let n = tanh_value(xn[j] + r * hn[j]);
-                        state[j] = n + z * (previous[j] - n);
+                        let (_, _, _, next) = cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
+                        h[j] = next;
                     }
                 }
-                Some(g) => {
-                    let rs = &mut g.reset[kept_at..][..hidden];
-                    let zs = &mut g.update[kept_at..][..hidden];
-                    let ns = &mut g.candidate[kept_at..][..hidden];
-                    let hns = &mut g.hidden_n[kept_at..][..hidden];
+                Some((rs, zs, ns, hns)) => {
+                    let (rs, zs, ns, hns) = (
+                        &mut rs[..hidden],
+                        &mut zs[..hidden],
+                        &mut ns[..hidden],
+                        &mut hns[..hidden],
+                    );
                     for j in 0..hidden {
-                        let r = sigmoid(xr[j] + hr[j]);
-                        let z = sigmoid(xz[j] + hz[j]);
-                        let n = tanh_value(xn[j] + r * hn[j]);
-                        state[j] = n + z * (previous[j] - n);
+                        let (r, z, n, next) = cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
+                        h[j] = next;
                         rs[j] = r;
                         zs[j] = z;
                         ns[j] = n;
@@ -243,14 +269,44 @@ pub fn forward(
                     }
                 }
             });
+            o[at * hidden..][..hidden].copy_from_slice(h);
+        };
+        let rows = state
+            .par_chunks_mut(hidden)
+            .zip(projected.par_chunks(h3))
+            .zip(out.par_chunks_mut(steps * hidden));
+        match gates.as_mut() {
+            None => rows
+                .enumerate()
+                .for_each(|(b, ((h, hs), o))| row(b, h, hs, o, None)),
+            Some(g) => {
+                let block = step * batch * hidden..(step + 1) * batch * hidden;
+                let kept = (
+                    g.reset[block.clone()].par_chunks_mut(hidden),
+                    g.update[block.clone()].par_chunks_mut(hidden),
+                    g.candidate[block.clone()].par_chunks_mut(hidden),
+                    g.hidden_n[block].par_chunks_mut(hidden),
+                )
+                    .into_par_iter();
+                rows.zip(kept)
+                    .enumerate()
+                    .for_each(|(b, (((h, hs), o), k))| row(b, h, hs, o, Some(k)));
+            }
         }
     }
     (out, gates)
 }
 
 /// Back-propagates `grad: [B, T, H]` (the loss's gradient with respect to `out`) through the
-/// recurrence whose forward pass gave `out` and `gates`.
-pub fn backward(dims: Dims, out: &[f32], gates: &Gates, weight: &[f32], grad: &[f32]) -> Grads {
+/// recurrence whose forward pass (with the same `reverse`) gave `out` and `gates`.
+pub fn backward(
+    dims: Dims,
+    out: &[f32],
+    gates: &Gates,
+    weight: &[f32],
+    reverse: Option<&[usize]>,
+    grad: &[f32],
+) -> Grads {
     let Dims {
         batch,
         steps,
@@ -265,57 +321,69 @@ pub fn backward(dims: Dims, out: &[f32], gates: &Gates, weight: &[f32], grad: &[
     let mut dh3 = vec![0.0f32; steps * batch * h3];
     // The gradient reaching each row's state from the steps after it.
     let mut carried = vec![0.0f32; batch * hidden];
+    let length = |b: usize| reverse.map(|l| l[b]);
     let zeros = vec![0.0f32; hidden];
     // W_hhᵀ `[3H, H]` laid out once: read in place through a stride of 3H, it made every step's
     // product about 2.5 times slower here.
     let transposed = transpose(weight, hidden, h3);
     for step in (0..steps).rev() {
-        for b in 0..batch {
-            let at = (b * steps + step) * hidden;
-            let previous = if step > 0 {
-                &out[at - hidden..at]
-            } else {
-                &zeros[..]
-            };
-            let g_out = &grad[at..at + hidden];
-            let dh = &mut carried[b * hidden..][..hidden];
-            let kept_at = (step * batch + b) * hidden;
-            let rs = &gates.reset[kept_at..][..hidden];
-            let zs = &gates.update[kept_at..][..hidden];
-            let ns = &gates.candidate[kept_at..][..hidden];
-            let hns = &gates.hidden_n[kept_at..][..hidden];
-            let dxs = &mut dx[(b * steps + step) * h3..][..h3];
-            let (dxr, rest) = dxs.split_at_mut(hidden);
-            let (dxz, dxn) = rest.split_at_mut(hidden);
-            let dhs = &mut dh3[(step * batch + b) * h3..][..h3];
-            let (dhr, rest) = dhs.split_at_mut(hidden);
-            let (dhz, dhn) = rest.split_at_mut(hidden);
-            vectorised(|| {
-                // Every slice cut to the loop's length, so that the loop needs no bounds checks.
-                let (dxz, dxn, dhz, dhn) = (
-                    &mut dxz[..hidden],
-                    &mut dxn[..hidden],
-                    &mut dhz[..hidden],
-                    &mut dhn[..hidden],
-                );
-                let previous = &previous[..hidden];
-                for j in 0..hidden {
-                    let d = dh[j] + g_out[j];
-                    let (r, z, n) = (rs[j], zs[j], ns[j]);
-                    // h = n + z·(h' − n): ∂h/∂n = 1 − z, ∂h/∂z = h' − n, ∂h/∂h' = z.
-                    let dn = d * (1.0 - z) * (1.0 - n * n);
-                    let dz = d * (previous[j] - n) * z * (1.0 - z);
-                    let dr = dn * hns[j] * r * (1.0 - r);
-                    dxr[j] = dr;
-                    dxz[j] = dz;
-                    dxn[j] = dn;
-                    dhr[j] = dr;
-                    dhz[j] = dz;
-                    dhn[j] = dn * r;
-                    dh[j] = d * z;
-                }
+        // The rows' passes, on the thread pool: each row owns its carried gradient, its input
+        // gradient row and its hidden-projection gradient of this step.
+        let block = step * batch..(step + 1) * batch;
+        let kept = block.start * hidden..block.end * hidden;
+        (
+            carried.par_chunks_mut(hidden),
+            dx.par_chunks_mut(steps * h3),
+            dh3[block.start * h3..block.end * h3].par_chunks_mut(h3),
+            gates.reset[kept.clone()].par_chunks(hidden),
+            gates.update[kept.clone()].par_chunks(hidden),
+            gates.candidate[kept.clone()].par_chunks(hidden),
+            gates.hidden_n[kept.clone()].par_chunks(hidden),
+        )
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, (dh, dxs, dhs, rs, zs, ns, hns))| {
+                let at = position(step, length(b));
+                let previous = if step > 0 {
+                    let before = position(step - 1, length(b));
+                    &out[(b * steps + before) * hidden..][..hidden]
+                } else {
+                    &zeros[..]
+                };
+                let g_out = &grad[(b * steps + at) * hidden..][..hidden];
+                let dxs = &mut dxs[at * h3..][..h3];
+                let (dxr, rest) = dxs.split_at_mut(hidden);
+                let (dxz, dxn) = rest.split_at_mut(hidden);
+                let (dhr, rest) = dhs.split_at_mut(hidden);
+                let (dhz, dhn) = rest.split_at_mut(hidden);
+                vectorised(|| {
+                    // Every slice cut to the loop's length, so that the loop needs no bounds checks.
+                    let (dxz, dxn, dhz, dhn) = (
+                        &mut dxz[..hidden],
+                        &mut dxn[..hidden],
+                        &mut dhz[..hidden],
+                        &mut dhn[..hidden],
+                    );
+                    let (dh, previous) = (&mut dh[..hidden], &previous[..hidden]);
+                    let (rs, zs, ns, hns) =
+                        (&rs[..hidden], &zs[..hidden], &ns[..hidden], &hns[..hidden]);
+                    for j in 0..hidden {
+                        let d = dh[j] + g_out[j];
+                        let (r, z, n) = (rs[j], zs[j], ns[j]);
+                        // h = n + z·(h' − n): ∂h/∂n = 1 − z, ∂h/∂z = h' − n, ∂h/∂h' = z.
+                        let dn = d * (1.0 - z) * (1.0 - n * n);
+                        let dz = d * (previous[j] - n) * z * (1.0 - z);
+                        let dr = dn * hns[j] * r * (1.0 - r);
+                        dxr[j] = dr;
+                        dxz[j] = dz;
+                        dxn[j] = dn;
+                        dhr[j] = dr;
+                        dhz[j] = dz;
+                        dhn[j] = dn * r;
+                        dh[j] = d * z;
+                    }
+                });
             });
-        }
         if step > 0 {
             let block = View::rows(&dh3[step * batch * h3..], batch, h3, h3);
             product(
@@ -333,7 +401,7 @@ pub fn backward(dims: Dims, out: &[f32], gates: &Gates, weight: &[f32], grad: &[
         let mut previous = vec![0.0f32; rows * hidden];
         for step in 1..steps {
             for b in 0..batch {
-                let from = (b * steps + step - 1) * hidden;
+                let from = (b * steps + position(step - 1, length(b))) * hidden;
                 previous[((step - 1) * batch + b) * hidden..][..hidden]
                     .copy_from_slice(&out[from..from + hidden]);
             }
