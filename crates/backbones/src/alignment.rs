@@ -6,6 +6,7 @@ use crate::pairs::PairBatch;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
+use rcar_regulators::activation::squared_difference;
 use rcar_regulators::init::xavier_linear;
 use rcar_regulators::norm::l2norm;
 use rcar_regulators::AttentionFactors;
@@ -29,7 +30,7 @@ impl AlignmentVector {
         let (g, n) = pairs.shape();
         let [_, q, e] = pairs.query.dims();
         let attended = cross_attention(pairs, factors).reshape([g, n, q, e]);
-        let diff = (pairs.query.clone().unsqueeze_dim::<4>(0) - attended).powi_scalar(2);
+        let diff = squared_difference(pairs.query.clone(), attended);
         l2norm(self.transform.forward(diff.reshape([g * n, q, e])))
     }
 }

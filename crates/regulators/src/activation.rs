@@ -113,6 +113,40 @@ pub fn tanh_value(x: f32) -> f32 {
     }
 }
 
+/// (q − a)² for every `a: [G, …]` against the same `q` (a's trailing dimensions): one pass over a
+/// on the CPU without a graph, in place of a broadcast subtraction and a square, each a fresh
+/// tensor of a's size.
+pub fn squared_difference<const D: usize, const D2: usize>(
+    q: Tensor<D2>,
+    a: Tensor<D>,
+) -> Tensor<D> {
+    let by_ops = |a: Tensor<D>, q: Tensor<D2>| {
+        let q: Tensor<D> = q.unsqueeze();
+        (q - a).powi_scalar(2)
+    };
+    #[cfg(feature = "flex")]
+    return crate::cpu::zip_trailing_in_place_or(
+        a,
+        q,
+        |values, qs| {
+            if qs.is_empty() {
+                return; // then so are the values
+            }
+            crate::cpu::vectorised(|| {
+                for block in values.chunks_exact_mut(qs.len()) {
+                    for (v, q) in block.iter_mut().zip(qs) {
+                        let d = q - *v;
+                        *v = d * d;
+                    }
+                }
+            })
+        },
+        by_ops,
+    );
+    #[cfg(not(feature = "flex"))]
+    by_ops(a, q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +237,39 @@ mod tests {
             close(values(strided), &want_next, "strided update");
             assert_eq!(values(z), zs, "the input is left alone");
         }
+    }
+
+    #[test]
+    fn the_squared_difference_repeats_the_query_over_every_group() {
+        let device = Device::flex();
+        let qs = vec![1.0f32, -2.0, 0.5, 3.0, 0.0, -1.5];
+        let q = Tensor::<2>::from_data(TensorData::new(qs.clone(), [2, 3]), &device);
+        let values: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 2.0).collect();
+        let a = Tensor::<4>::from_data(TensorData::new(values.clone(), [2, 2, 2, 3]), &device);
+        let want: Vec<f32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (qs[i % 6] - v) * (qs[i % 6] - v))
+            .collect();
+        let floats = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        // A fresh tensor (in place), one held elsewhere (a copy), a strided query (Burn ops).
+        let columns = vec![1.0f32, 3.0, -2.0, 0.0, 0.5, -1.5];
+        let strided = Tensor::<2>::from_data(TensorData::new(columns, [3, 2]), &device).transpose();
+        let fresh = squared_difference(q.clone(), a.clone() * 1.0);
+        let shared = squared_difference(q.clone(), a.clone());
+        let by_ops = squared_difference(strided, a.clone());
+        for got in [fresh, shared, by_ops] {
+            assert_eq!(floats(got), want);
+        }
+        assert_eq!(floats(a), values, "the input is left alone");
+        let graph = Device::flex().autodiff();
+        let q = Tensor::<2>::from_data(TensorData::new(qs, [2, 3]), &graph).require_grad();
+        let a = Tensor::<4>::from_data(TensorData::new(values, [2, 2, 2, 3]), &graph);
+        assert_eq!(floats(squared_difference(q.clone(), a.clone())), want);
+        let grad = q.grad(&squared_difference(q.clone(), a).sum().backward());
+        assert!(
+            grad.is_some(),
+            "with a graph the difference is differentiable"
+        );
     }
 }

@@ -51,7 +51,19 @@ pub fn zip_in_place_or<const D: usize>(
     f: impl FnOnce(&mut [f32], &[f32]),
     otherwise: impl FnOnce(Tensor<D>, Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
-    if y.dtype() != DType::F32 || y.dims() != x.dims() {
+    zip_trailing_in_place_or(x, y, f, otherwise)
+}
+
+/// [`zip_in_place_or`] for a `y` whose shape is x's last `D2` dimensions: `f` gets x's values (as
+/// many copies of y's size as x holds) and y's once, so that it can repeat y over x without a
+/// broadcast copy.
+pub fn zip_trailing_in_place_or<const D: usize, const D2: usize>(
+    x: Tensor<D>,
+    y: Tensor<D2>,
+    f: impl FnOnce(&mut [f32], &[f32]),
+    otherwise: impl FnOnce(Tensor<D>, Tensor<D2>) -> Tensor<D>,
+) -> Tensor<D> {
+    if D2 > D || y.dtype() != DType::F32 || x.dims()[D - D2..] != y.dims()[..] {
         return otherwise(x, y);
     }
     let Ok(other) = y.clone().try_into_primitive::<Flex>() else {
