@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// returns each large tensor to the OS and faults its pages in again, about half its speed here.
     #[arg(long, requires = "compare_torch")]
     torch_preload: Option<PathBuf>,
+    /// Instead of the bench's rows, times one scoring block of `--config` piece by piece (each
+    /// attention pass, alignment pass, RCR, RAR, the two largest products) on each backend.
+    #[arg(long, conflicts_with_all = ["compare_torch", "json", "markdown"])]
+    profile: bool,
     /// Where PyTorch runs its side (`cpu`, or `cuda` to set a CUDA backend beside PyTorch on the
     /// same GPU).
     #[arg(long, default_value = "cpu", requires = "compare_torch")]
@@ -149,6 +153,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         .iter()
         .map(|name| backend::device(name))
         .collect::<Result<Vec<_>>>()?;
+    if args.profile {
+        for (name, device) in args.backends.iter().zip(devices) {
+            println!(
+                "{} on {name}, {}:",
+                args.config.display(),
+                device_name(&device)
+            );
+            for piece in rcar_bench::profile::scoring_block(&cfg, &device) {
+                println!("  {:<52} {:>8.1} ms", piece.name, piece.seconds * 1e3);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let torch_run = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

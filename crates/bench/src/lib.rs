@@ -5,6 +5,7 @@
 
 pub mod flops;
 pub mod memory;
+pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod timing;

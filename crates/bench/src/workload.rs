@@ -51,7 +51,7 @@ pub struct BenchConfig {
 }
 
 /// Region features `[n, R, d]`.
-fn images(cfg: &BenchConfig, n: usize, device: &Device) -> Tensor<3> {
+pub(crate) fn images(cfg: &BenchConfig, n: usize, device: &Device) -> Tensor<3> {
     Tensor::random(
         [n, cfg.regions, cfg.model.img_dim],
         Distribution::Normal(0.0, 1.0),
@@ -60,7 +60,7 @@ fn images(cfg: &BenchConfig, n: usize, device: &Device) -> Tensor<3> {
 }
 
 /// `n` captions of `cfg.words` random word ids.
-fn captions(cfg: &BenchConfig, n: usize, stream: u64) -> TokenBatch {
+pub(crate) fn captions(cfg: &BenchConfig, n: usize, stream: u64) -> TokenBatch {
     let mut rng = derive_rng(cfg.seed, &[stream]);
     let rows: Vec<Vec<u32>> = (0..n)
         .map(|_| {
@@ -73,7 +73,7 @@ fn captions(cfg: &BenchConfig, n: usize, stream: u64) -> TokenBatch {
 }
 
 /// Forces a lazy backend to compute `t`.
-fn touch<const D: usize>(t: Tensor<D>) {
+pub(crate) fn touch<const D: usize>(t: Tensor<D>) {
     let _ = t.sum().into_data();
 }
 

@@ -1,0 +1,141 @@
+//! Where one block of pair scoring spends its time, piece by piece (`cargo xtask bench --profile`):
+//! the block `bench` scores per thread, then each attention pass, alignment pass, RCR and RAR of it
+//! alone, and the two largest products with one element-wise pass for scale. The scoring rows say
+//! how fast; this says where the time goes.
+
+use crate::timing::median_seconds;
+use crate::workload::{captions, images, touch};
+use crate::BenchConfig;
+use burn::tensor::{Device, Distribution, Tensor};
+use rcar_backbones::attention::{attention_weights, cross_attention};
+use rcar_backbones::pairs::grid_pairs;
+use rcar_eval::default_workers;
+use rcar_regulators::AttentionFactors;
+
+/// One timed piece: what it is, and its median seconds.
+pub struct Piece {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// The pieces of one block of `cfg.model` (SCAN's host) on `device`: the grid's images shared
+/// among the scoring threads, against all its captions.
+pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
+    let mc = &cfg.model;
+    let (n_img, n_cap) = (cfg.grid.0.div_ceil(default_workers(device)), cfg.grid.1);
+    let model = mc.init(device);
+    let caps = captions(cfg, n_cap, 2);
+    let pairs = grid_pairs(
+        mc.direction,
+        &model.encode_images(images(cfg, n_img, device)),
+        &model.encode_tokens(&caps, device),
+        &caps.lengths,
+        0..n_img,
+        0..n_cap,
+    );
+    let sim = &model.sim_enc;
+    let plain = || AttentionFactors::initial(mc.smooth());
+    let mut pieces = Vec::new();
+    let mut time = |name: String, f: &mut dyn FnMut()| {
+        let seconds = median_seconds(device, cfg.repeats, f);
+        pieces.push(Piece { name, seconds });
+    };
+    time(format!("whole block, {} pairs", n_img * n_cap), &mut || {
+        touch(sim.forward(mc, &pairs, None, None))
+    });
+    time("attention weights, pass 0".into(), &mut || {
+        touch(attention_weights(&pairs, &plain()))
+    });
+    time(
+        "cross attention, pass 0 (weights included)".into(),
+        &mut || touch(cross_attention(&pairs, &plain())),
+    );
+    time(
+        "alignment vectors, pass 0 (cross attention included)".into(),
+        &mut || touch(sim.alignments[0].forward(&pairs, &plain())),
+    );
+    let u = sim.alignments[0].forward(&pairs, &plain());
+    if let Some(rcr) = sim.rcrs.first() {
+        time("RCR".into(), &mut || {
+            touch(rcr.forward(u.clone(), plain()).channel.expect("RCR sets m"))
+        });
+        time(
+            "RCR's channel head, first layer and tanh".into(),
+            &mut || touch(rcr.matrix.first.forward(u.clone())),
+        );
+        let factors = rcr.forward(u.clone(), plain());
+        if let Some(second) = sim.alignments.get(1) {
+            time(
+                "attention weights, pass 1 (RCR's factors)".into(),
+                &mut || touch(attention_weights(&pairs, &factors)),
+            );
+            time("cross attention, pass 1".into(), &mut || {
+                touch(cross_attention(&pairs, &factors))
+            });
+            time("alignment vectors, pass 1".into(), &mut || {
+                touch(second.forward(&pairs, &factors))
+            });
+        }
+    }
+    let [p, q, s] = u.dims();
+    if let Some(rar) = sim.rars.first() {
+        let seed = u.clone().mean_dim(1).reshape([p, s]);
+        time("RAR (one)".into(), &mut || {
+            touch(rar.forward(u.clone(), seed.clone(), None, None))
+        });
+    }
+    let e = mc.embed_size;
+    let random =
+        |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Normal(0.0, 1.0), device);
+    let (rows, projection) = (random([p * q, e]), random([e, s]));
+    time(format!("product [{}, {e}]·[{e}, {s}]", p * q), &mut || {
+        touch(rows.clone().matmul(projection.clone()))
+    });
+    let (hidden, head) = (random([p * q, 2 * s]), random([2 * s, e]));
+    time(
+        format!("product [{}, {}]·[{}, {e}]", p * q, 2 * s, 2 * s),
+        &mut || touch(hidden.clone().matmul(head.clone())),
+    );
+    time(
+        format!("one element-wise pass over [{}, {e}]", p * q),
+        &mut || touch(rows.clone() * 1.0),
+    );
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Repeats;
+    use rcar_train::TrainConfig;
+    use std::path::Path;
+
+    #[test]
+    fn a_coop_rcar_block_is_timed_piece_by_piece() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/demo.json");
+        let cfg = BenchConfig {
+            model: TrainConfig::load(&demo).unwrap().model,
+            regions: 36,
+            words: 5,
+            encode_batch: 2,
+            grid: (2, 3),
+            train_batches: vec![],
+            repeats: Repeats { warmup: 0, runs: 1 },
+            seed: 0,
+        };
+        let device = Device::flex();
+        let pieces = scoring_block(&cfg, &device);
+        let names: Vec<&str> = pieces.iter().map(|p| p.name.as_str()).collect();
+        let block = 2usize.div_ceil(default_workers(&device)) * 3;
+        assert_eq!(names[0], format!("whole block, {block} pairs"));
+        for piece in ["RCR", "alignment vectors, pass 1", "RAR (one)"] {
+            assert!(names.contains(&piece), "{piece} missing from {names:?}");
+        }
+        // q = 5 words per pair, E = 128, S = 32 (the demo's sizes).
+        let rows = block * 5;
+        assert!(names.contains(&format!("product [{rows}, 64]·[64, 128]").as_str()));
+        assert!(pieces
+            .iter()
+            .all(|p| p.seconds.is_finite() && p.seconds > 0.0));
+    }
+}
