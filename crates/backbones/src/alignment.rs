@@ -7,8 +7,10 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use rcar_regulators::activation::squared_difference;
+use rcar_regulators::cpu::vectorised;
 use rcar_regulators::init::xavier_linear;
-use rcar_regulators::norm::l2norm;
+use rcar_regulators::linear::linear_then;
+use rcar_regulators::norm::{l2norm, l2norm_rows_with_bias};
 use rcar_regulators::AttentionFactors;
 
 #[derive(Module, Debug)]
@@ -31,6 +33,16 @@ impl AlignmentVector {
         let [_, q, e] = pairs.query.dims();
         let attended = cross_attention(pairs, factors).reshape([g, n, q, e]);
         let diff = squared_difference(pairs.query.clone(), attended);
-        l2norm(self.transform.forward(diff.reshape([g * n, q, e])))
+        linear_then(
+            &self.transform,
+            diff.reshape([g * n, q, e]),
+            |values, bias| {
+                vectorised(
+                    #[inline(always)]
+                    || l2norm_rows_with_bias(values, bias),
+                )
+            },
+            l2norm,
+        )
     }
 }

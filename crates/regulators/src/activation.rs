@@ -5,6 +5,8 @@
 //! `tanh` is a scalar libm call per element while its sigmoid and its derivative 4σ(1 − σ) =
 //! 1 − tanh² are what every backend has. Both are within a few 1e-8 of `tanh`.
 
+use crate::linear::linear_then;
+use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Tensor;
 
@@ -27,9 +29,10 @@ pub fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Ten
         None => crate::cpu::map_in_place_or(
             z,
             |zs| {
-                crate::cpu::vectorised(|| {
-                    zs.iter_mut().for_each(|z| *z = clip(tanh_value(*z) + 1.0))
-                })
+                crate::cpu::vectorised(
+                    #[inline(always)]
+                    || zs.iter_mut().for_each(|z| *z = clip(tanh_value(*z) + 1.0)),
+                )
             },
             |z| channel_by_ops(z, None),
         ),
@@ -37,17 +40,73 @@ pub fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Ten
             z,
             m,
             |zs, ms| {
-                crate::cpu::vectorised(|| {
-                    zs.iter_mut()
-                        .zip(ms)
-                        .for_each(|(z, m)| *z = clip(tanh_value(*z) + m))
-                })
+                crate::cpu::vectorised(
+                    #[inline(always)]
+                    || {
+                        zs.iter_mut()
+                            .zip(ms)
+                            .for_each(|(z, m)| *z = clip(tanh_value(*z) + m))
+                    },
+                )
             },
             |z, m| channel_by_ops(z, Some(m)),
         ),
     };
     #[cfg(not(feature = "flex"))]
     channel_by_ops(z, m)
+}
+
+/// [`channel_update`] of a layer's output, channel_update(linear(h), m): on the CPU without a graph
+/// the layer's bias joins the update's pass ([`crate::linear::linear_then`]).
+pub fn channel_update_of_linear<const D: usize>(
+    linear: &Linear,
+    h: Tensor<D>,
+    m: Option<Tensor<D>>,
+) -> Tensor<D> {
+    let held = match m.as_ref().map(crate::cpu::plain) {
+        Some(None) => return channel_update(linear.forward(h), m),
+        held => held.flatten(),
+    };
+    linear_then(
+        linear,
+        h,
+        |zs, bias| {
+            let ms = held.as_ref().map(crate::cpu::values);
+            crate::cpu::vectorised(
+                #[inline(always)]
+                || channel_rows(zs, bias, ms.as_deref()),
+            )
+        },
+        |z| channel_update(z, m),
+    )
+}
+
+/// clip(tanh(z + b) + m) over rows of `bias.len()` values, m = 1 where there are no factors yet.
+/// Inlined into [`crate::cpu::vectorised`]'s body, so that it is compiled for its vector unit.
+#[inline(always)]
+fn channel_rows(zs: &mut [f32], bias: &[f32], ms: Option<&[f32]>) {
+    let d = bias.len().max(1);
+    match ms {
+        None => {
+            for row in zs.chunks_exact_mut(d) {
+                for (z, b) in row.iter_mut().zip(bias) {
+                    *z = clip(tanh_value(*z + b) + 1.0);
+                }
+            }
+        }
+        Some(ms) => {
+            assert_eq!(
+                ms.len(),
+                zs.len(),
+                "the factors are the layer output's size"
+            );
+            for (row, ms) in zs.chunks_exact_mut(d).zip(ms.chunks_exact(d)) {
+                for ((z, b), m) in row.iter_mut().zip(bias).zip(ms) {
+                    *z = clip(tanh_value(*z + b) + m);
+                }
+            }
+        }
+    }
 }
 
 fn channel_by_ops<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
@@ -75,7 +134,10 @@ fn clip(x: f32) -> f32 {
 /// one division and bit operations, so the compiler vectorises the loop, and the values are the same
 /// whatever the vector width.
 pub fn tanh_in_place(values: &mut [f32]) {
-    crate::cpu::vectorised(|| values.iter_mut().for_each(|x| *x = tanh_value(*x)))
+    crate::cpu::vectorised(
+        #[inline(always)]
+        || values.iter_mut().for_each(|x| *x = tanh_value(*x)),
+    )
 }
 
 /// tanh of one value, branch-free so that loops over it vectorise (see [`tanh_in_place`]).
@@ -132,14 +194,17 @@ pub fn squared_difference<const D: usize, const D2: usize>(
             if qs.is_empty() {
                 return; // then so are the values
             }
-            crate::cpu::vectorised(|| {
-                for block in values.chunks_exact_mut(qs.len()) {
-                    for (v, q) in block.iter_mut().zip(qs) {
-                        let d = q - *v;
-                        *v = d * d;
+            crate::cpu::vectorised(
+                #[inline(always)]
+                || {
+                    for block in values.chunks_exact_mut(qs.len()) {
+                        for (v, q) in block.iter_mut().zip(qs) {
+                            let d = q - *v;
+                            *v = d * d;
+                        }
                     }
-                }
-            })
+                },
+            )
         },
         by_ops,
     );

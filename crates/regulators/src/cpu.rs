@@ -6,8 +6,31 @@
 //! the no-graph scoring of the pair-sparse step) is mapped here in place; any other tensor (a GPU's,
 //! or one recording a graph) takes the caller's Burn expression, whose derivative Burn knows.
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{DType, Tensor, TensorData};
+use std::borrow::Cow;
+
+/// `t` as a float32 CPU tensor without a graph, to read with [`values`]; `None` for any other.
+pub fn plain<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    t.clone().try_into_primitive::<Flex>().ok()
+}
+
+/// A CPU tensor's values, borrowed where they are contiguous, copied where they are strided.
+pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Owned(
+            t.clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("a float32 tensor's data is float32"),
+        ),
+    }
+}
 
 /// `f` over a CPU tensor's values, in place where the tensor owns them (a fresh output, the usual
 /// case), on a copy where they are shared or strided; `otherwise(x)` for a tensor that is not a
@@ -82,6 +105,10 @@ pub fn zip_trailing_in_place_or<const D: usize, const D2: usize>(
 
 /// Runs `body` compiled for the widest vector unit the CPU has (the loops inside it are vectorised
 /// for it); the arithmetic is the same at every width, so are the values.
+///
+/// Only code inlined into `body` is compiled so: mark the closure `#[inline(always)]` (and the
+/// functions it calls), or LLVM may keep a large one apart, compiled for the baseline CPU — a
+/// profile then names the closure instead of this function.
 #[inline(always)]
 pub fn vectorised(body: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]

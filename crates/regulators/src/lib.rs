@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod factors;
 pub mod host;
 pub mod init;
+pub mod linear;
 pub mod masked;
 pub mod norm;
 pub mod pair_dropout;

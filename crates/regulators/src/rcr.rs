@@ -4,9 +4,10 @@
 //! factor update and a temperature update, accumulated residually over steps:
 //! m' = clip(tanh(matrix(U)) + m, −1, 1) and λ' = ReLU(smooth(U) + λ).
 
-use crate::activation::{channel_update, tanh};
+use crate::activation::channel_update_of_linear;
 use crate::factors::{AttentionFactors, Temperature};
 use crate::init::xavier_linear;
+use crate::linear::linear_tanh;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -37,7 +38,11 @@ impl TanhMlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.second.forward(tanh(self.first.forward(x)))
+        self.second.forward(self.hidden(x))
+    }
+
+    fn hidden(&self, x: Tensor<3>) -> Tensor<3> {
+        linear_tanh(&self.first, x)
     }
 }
 
@@ -73,7 +78,8 @@ impl RcrConfig {
 impl Rcr {
     /// The factors for the next pass from this pass's alignment vectors `u: [n, q, S]`.
     pub fn forward(&self, u: Tensor<3>, factors: AttentionFactors) -> AttentionFactors {
-        let channel = channel_update(self.matrix.forward(u.clone()), factors.channel);
+        let hidden = self.matrix.hidden(u.clone());
+        let channel = channel_update_of_linear(&self.matrix.second, hidden, factors.channel);
         let smooth = self.smooth.forward(u);
         let temperature = match factors.temperature {
             Temperature::Scalar(l) => smooth.add_scalar(l),

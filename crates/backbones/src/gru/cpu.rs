@@ -10,7 +10,7 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use std::borrow::Cow;
+use rcar_regulators::cpu::values;
 use std::sync::Arc;
 
 /// The recurrence over `x: [B, T, 3H]` with the hidden weight `[H, 3H]` and bias `[3H]` (each row
@@ -82,19 +82,6 @@ pub fn recurrence(
 impl Dims {
     fn output(&self) -> [usize; 3] {
         [self.batch, self.steps, self.hidden]
-    }
-}
-
-/// A CPU tensor's values, borrowed where they are contiguous.
-fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(v) => Cow::Borrowed(v),
-        None => Cow::Owned(
-            t.clone()
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("a float32 tensor's data is float32"),
-        ),
     }
 }
 

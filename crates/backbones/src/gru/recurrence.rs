@@ -245,30 +245,35 @@ pub fn forward(
                 &hs[hidden..][..hidden],
                 &hs[2 * hidden..][..hidden],
             );
-            vectorised(|| match kept {
-                None => {
-                    for j in 0..hidden {
-                        let (_, _, _, next) = cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
-                        h[j] = next;
+            vectorised(
+                #[inline(always)]
+                || match kept {
+                    None => {
+                        for j in 0..hidden {
+                            let (_, _, _, next) =
+                                cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
+                            h[j] = next;
+                        }
                     }
-                }
-                Some((rs, zs, ns, hns)) => {
-                    let (rs, zs, ns, hns) = (
-                        &mut rs[..hidden],
-                        &mut zs[..hidden],
-                        &mut ns[..hidden],
-                        &mut hns[..hidden],
-                    );
-                    for j in 0..hidden {
-                        let (r, z, n, next) = cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
-                        h[j] = next;
-                        rs[j] = r;
-                        zs[j] = z;
-                        ns[j] = n;
-                        hns[j] = hn[j];
+                    Some((rs, zs, ns, hns)) => {
+                        let (rs, zs, ns, hns) = (
+                            &mut rs[..hidden],
+                            &mut zs[..hidden],
+                            &mut ns[..hidden],
+                            &mut hns[..hidden],
+                        );
+                        for j in 0..hidden {
+                            let (r, z, n, next) =
+                                cell(xr[j], xz[j], xn[j], hr[j], hz[j], hn[j], h[j]);
+                            h[j] = next;
+                            rs[j] = r;
+                            zs[j] = z;
+                            ns[j] = n;
+                            hns[j] = hn[j];
+                        }
                     }
-                }
-            });
+                },
+            );
             o[at * hidden..][..hidden].copy_from_slice(h);
         };
         let rows = state
@@ -356,33 +361,36 @@ pub fn backward(
                 let (dxz, dxn) = rest.split_at_mut(hidden);
                 let (dhr, rest) = dhs.split_at_mut(hidden);
                 let (dhz, dhn) = rest.split_at_mut(hidden);
-                vectorised(|| {
-                    // Every slice cut to the loop's length, so that the loop needs no bounds checks.
-                    let (dxz, dxn, dhz, dhn) = (
-                        &mut dxz[..hidden],
-                        &mut dxn[..hidden],
-                        &mut dhz[..hidden],
-                        &mut dhn[..hidden],
-                    );
-                    let (dh, previous) = (&mut dh[..hidden], &previous[..hidden]);
-                    let (rs, zs, ns, hns) =
-                        (&rs[..hidden], &zs[..hidden], &ns[..hidden], &hns[..hidden]);
-                    for j in 0..hidden {
-                        let d = dh[j] + g_out[j];
-                        let (r, z, n) = (rs[j], zs[j], ns[j]);
-                        // h = n + z·(h' − n): ∂h/∂n = 1 − z, ∂h/∂z = h' − n, ∂h/∂h' = z.
-                        let dn = d * (1.0 - z) * (1.0 - n * n);
-                        let dz = d * (previous[j] - n) * z * (1.0 - z);
-                        let dr = dn * hns[j] * r * (1.0 - r);
-                        dxr[j] = dr;
-                        dxz[j] = dz;
-                        dxn[j] = dn;
-                        dhr[j] = dr;
-                        dhz[j] = dz;
-                        dhn[j] = dn * r;
-                        dh[j] = d * z;
-                    }
-                });
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        // Every slice cut to the loop's length, so that the loop needs no bounds checks.
+                        let (dxz, dxn, dhz, dhn) = (
+                            &mut dxz[..hidden],
+                            &mut dxn[..hidden],
+                            &mut dhz[..hidden],
+                            &mut dhn[..hidden],
+                        );
+                        let (dh, previous) = (&mut dh[..hidden], &previous[..hidden]);
+                        let (rs, zs, ns, hns) =
+                            (&rs[..hidden], &zs[..hidden], &ns[..hidden], &hns[..hidden]);
+                        for j in 0..hidden {
+                            let d = dh[j] + g_out[j];
+                            let (r, z, n) = (rs[j], zs[j], ns[j]);
+                            // h = n + z·(h' − n): ∂h/∂n = 1 − z, ∂h/∂z = h' − n, ∂h/∂h' = z.
+                            let dn = d * (1.0 - z) * (1.0 - n * n);
+                            let dz = d * (previous[j] - n) * z * (1.0 - z);
+                            let dr = dn * hns[j] * r * (1.0 - r);
+                            dxr[j] = dr;
+                            dxz[j] = dz;
+                            dxn[j] = dn;
+                            dhr[j] = dr;
+                            dhz[j] = dz;
+                            dhn[j] = dn * r;
+                            dh[j] = d * z;
+                        }
+                    },
+                );
             });
         if step > 0 {
             let block = View::rows(&dh3[step * batch * h3..], batch, h3, h3);

@@ -9,6 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, Shape, bf16, f16};
+use core::mem::MaybeUninit;
 
 use crate::{FlexTensor, Layout};
 
@@ -260,9 +261,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let lhs_ptr = unsafe { lhs_data.as_ptr().add(lhs.layout().start_offset()) };
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
-    let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    let mut out_data = OutputBuffer::<T>::new(checked_size(m, n));
 
     let parallelism = get_parallelism(m, n, k);
 
@@ -282,9 +281,55 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
+        // SAFETY: the one `gemm` call above wrote the whole `m × n` output.
+        out_data.into_tensor(Shape::from(vec![m, n]))
+    }
+}
+
+/// A matmul's output storage, left uninitialised: `gemm` is called with `read_dst = false`, so it
+/// writes every element (zeros where k = 0) and reads none.
+///
+/// Vendored change: upstream took a zeroed `FlexTensor::empty`, a pass over the whole output (the
+/// largest tensors of pair scoring) that the product then overwrote.
+struct OutputBuffer<T> {
+    values: Vec<T>,
+    len: usize,
+}
+
+impl<T: GemmScalar> OutputBuffer<T> {
+    fn new(len: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(len),
+            len,
+        }
     }
 
-    output
+    /// The storage's start, for `gemm` to write through.
+    fn as_mut_ptr(&mut self) -> *mut T {
+        self.values.as_mut_ptr()
+    }
+
+    /// The storage, to be cut into matrices of `size` elements; empty where a matrix is (so that
+    /// cutting it by `size.max(1)` gives no chunk rather than a panic).
+    fn matrices(&mut self, size: usize) -> &mut [MaybeUninit<T>] {
+        if size == 0 {
+            return &mut [];
+        }
+        &mut self.values.spare_capacity_mut()[..self.len]
+    }
+
+    /// # Safety
+    /// Every element of the buffer has been written (by `gemm` calls covering the whole output).
+    unsafe fn into_tensor(mut self, shape: Shape) -> FlexTensor {
+        debug_assert_eq!(self.len, shape.num_elements());
+        // SAFETY: the caller guarantees that the first `len` elements are initialised.
+        unsafe { self.values.set_len(self.len) };
+        FlexTensor::new(
+            Bytes::from_elems(self.values),
+            Layout::contiguous(shape),
+            T::dtype(),
+        )
+    }
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -364,13 +409,12 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    let mut output = OutputBuffer::<T>::new(checked_size(batch_size, out_matrix_size));
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
@@ -408,25 +452,30 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
 
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
             let parallelism = gemm::Parallelism::Rayon(0);
-            for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+            for (b, out) in output
+                .matrices(out_matrix_size)
+                .chunks_mut(out_matrix_size.max(1))
+                .enumerate()
+            {
+                run_one(out.as_mut_ptr().cast(), b, parallelism);
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;
 
-            out_data
-                .par_chunks_mut(out_matrix_size)
+            output
+                .matrices(out_matrix_size)
+                .par_chunks_mut(out_matrix_size.max(1))
                 .enumerate()
                 .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
+                    run_one(out_chunk.as_mut_ptr().cast(), b, gemm::Parallelism::None);
                 });
         } else {
-            for b in 0..batch_size {
-                run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
-                    b,
-                    gemm::Parallelism::None,
-                );
+            for (b, out) in output
+                .matrices(out_matrix_size)
+                .chunks_mut(out_matrix_size.max(1))
+                .enumerate()
+            {
+                run_one(out.as_mut_ptr().cast(), b, gemm::Parallelism::None);
             }
         }
     }
@@ -434,16 +483,17 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     #[cfg(not(feature = "rayon"))]
     {
         let _ = per_matrix_ops;
-        for b in 0..batch_size {
-            run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
-                b,
-                gemm::Parallelism::None,
-            );
+        for (b, out) in output
+            .matrices(out_matrix_size)
+            .chunks_mut(out_matrix_size.max(1))
+            .enumerate()
+        {
+            run_one(out.as_mut_ptr().cast(), b, gemm::Parallelism::None);
         }
     }
 
-    output
+    // SAFETY: the loop above ran `gemm` on every matrix of the batch, each `out_matrix_size` long.
+    unsafe { output.into_tensor(out_shape) }
 }
 
 // ============================================================================
