@@ -75,10 +75,8 @@ impl Rar {
         masks: Option<ModuleMasks>,
     ) -> Tensor<2> {
         #[cfg(feature = "flex")]
-        if masks.is_none() {
-            if let Some(pooled) = self.forward_on_cpu(&u, &g, valid) {
-                return pooled;
-            }
+        if let Some(pooled) = self.forward_on_cpu(&u, &g, valid, masks) {
+            return pooled;
         }
         let beta = self
             .weights(u.clone(), g, valid, masks)
@@ -86,9 +84,10 @@ impl Rar {
         l2norm((beta * u).sum_dim(1).squeeze_dim(1))
     }
 
-    /// [`Rar::forward`] on the CPU without a graph (so without dropout): the keys' product, then
-    /// per pair one pass over its keys for the logits (bias, tanh, the query and w_v folded in) and
-    /// one over its vectors for the pooled g', instead of seven passes over `[n, q, S]` tensors.
+    /// [`Rar::forward`] on the CPU without a graph (so without the backend's dropout; pair-keyed
+    /// masks, a training step's scoring pass, are applied): the keys' product, then per pair one
+    /// pass over its keys for the logits (bias, tanh, masks, the query and w_v folded in) and one
+    /// over its vectors for the pooled g', instead of seven passes over `[n, q, S]` tensors.
     /// `None` where a tensor is not such a CPU tensor.
     #[cfg(feature = "flex")]
     fn forward_on_cpu(
@@ -96,6 +95,7 @@ impl Rar {
         u: &Tensor<3>,
         g: &Tensor<2>,
         valid: Option<&Tensor<2, Bool>>,
+        masks: Option<ModuleMasks>,
     ) -> Option<Tensor<2>> {
         use crate::cpu::{plain, values, vectorised};
         let held = [
@@ -112,6 +112,17 @@ impl Rar {
         let [us, _, key_bias, w_v, b_v] = held.each_ref().map(values);
         let (queries, keys) = (values(&query), values(&keys));
         let valid = valid.map(|v| v.clone().into_data().iter::<bool>().collect::<Vec<_>>());
+        let device = u.device();
+        let mask = |stream, rows| {
+            let m = masks.filter(|m| m.dropout.prob != 0.0)?;
+            let mask = m.dropout.mask(m.module, stream, m.pairs, rows, s, &device);
+            Some(
+                mask.into_data()
+                    .try_into_vec::<f32>()
+                    .expect("float32 masks"),
+            )
+        };
+        let (key_mask, query_mask) = (mask(Stream::Keys, q), mask(Stream::Query, 1));
         let mut pooled = vec![0f32; n * s];
         let pairs = Pairs {
             items: q,
@@ -119,16 +130,15 @@ impl Rar {
             keys: &keys,
             queries: &queries,
             valid: valid.as_deref(),
+            key_mask: key_mask.as_deref(),
+            query_mask: query_mask.as_deref(),
         };
         let layers = (&*key_bias, &*w_v, b_v[0]);
         vectorised(
             #[inline(always)]
             || pool(&pairs, layers, &mut pooled),
         );
-        Some(Tensor::from_data(
-            TensorData::new(pooled, [n, s]),
-            &u.device(),
-        ))
+        Some(Tensor::from_data(TensorData::new(pooled, [n, s]), &device))
     }
 }
 
@@ -141,6 +151,9 @@ struct Pairs<'a> {
     /// tanh(W_q g + b_q).
     queries: &'a [f32],
     valid: Option<&'a [bool]>,
+    /// The pair-keyed dropout's scaled keep-masks of the keys `[n, q, S]` and the query `[n, S]`.
+    key_mask: Option<&'a [f32]>,
+    query_mask: Option<&'a [f32]>,
 }
 
 /// RAR's weights and pooled, l2-normalised g' of every pair into `pooled` (`[n, S]`, zeroed), with
@@ -159,12 +172,24 @@ fn pool(pairs: &Pairs, (key_bias, w_v, b_v): (&[f32], &[f32], f32), pooled: &mut
             .zip(g)
             .zip(w_v)
             .for_each(|((w, g), v)| *w = g * v);
+        if let Some(mask) = pairs.query_mask {
+            weights
+                .iter_mut()
+                .zip(&mask[p * s..][..s])
+                .for_each(|(w, m)| *w *= m);
+        }
         for (t, logit) in beta.iter_mut().enumerate() {
-            let k = &pairs.keys[(p * q + t) * s..][..s];
+            let at = (p * q + t) * s;
+            let k = &pairs.keys[at..][..s];
             row.iter_mut()
                 .zip(k)
                 .zip(key_bias)
                 .for_each(|((r, k), b)| *r = tanh_value(k + b));
+            if let Some(mask) = pairs.key_mask {
+                row.iter_mut()
+                    .zip(&mask[at..][..s])
+                    .for_each(|(r, m)| *r *= m);
+            }
             *logit = match pairs.valid {
                 Some(valid) if !valid[p * q + t] => MASKED_LOGIT as f32,
                 _ => dot(&row, &weights) + b_v,
@@ -185,11 +210,13 @@ fn pool(pairs: &Pairs, (key_bias, w_v, b_v): (&[f32], &[f32], f32), pooled: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PairDropout;
     use burn::module::{Module, Param};
     use burn::tensor::Distribution;
 
     /// The CPU's fused RAR without a graph against the Burn expression (a graph takes that route:
-    /// the vectors require a gradient; no dropout, so both are deterministic), with padded items.
+    /// the vectors require a gradient), with padded items, without dropout and with pair-keyed
+    /// masks (both deterministic).
     #[test]
     fn the_fused_pooling_matches_the_burn_expression() {
         let (n, q, s) = (3, 4, 6);
@@ -215,8 +242,19 @@ mod tests {
         let values = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
         let graph = Device::flex().autodiff();
         let on_graph = rar.clone().to_device(&graph);
-        for valid in [None, Some(&valid)] {
-            let fused = values(rar.forward(u.clone(), g.clone(), valid, None));
+        let dropout = PairDropout { prob: 0.4, seed: 5 };
+        let ids = [(0, 3), (1, 3), (2, 7)];
+        let masks = ModuleMasks {
+            dropout: &dropout,
+            pairs: &ids,
+            module: 1,
+        };
+        for (valid, masks) in [
+            (None, None),
+            (Some(&valid), None),
+            (Some(&valid), Some(masks)),
+        ] {
+            let fused = values(rar.forward(u.clone(), g.clone(), valid, masks));
             let expression = values(
                 on_graph.forward(
                     Tensor::from_data(u.to_data(), &graph).require_grad(),
@@ -224,11 +262,12 @@ mod tests {
                     valid
                         .map(|v| Tensor::from_data(v.to_data(), &graph))
                         .as_ref(),
-                    None,
+                    masks,
                 ),
             );
             for (a, b) in fused.iter().zip(&expression) {
-                assert!((a - b).abs() <= 1e-6, "{a} vs {b} (valid: {valid:?})");
+                let what = format!("valid: {valid:?}, masks: {}", masks.is_some());
+                assert!((a - b).abs() <= 1e-6, "{a} vs {b} ({what})");
             }
         }
     }
