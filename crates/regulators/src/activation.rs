@@ -21,43 +21,9 @@ fn tanh_by_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
 }
 
-/// RCR's channel factors m' = clip(tanh(z) + m, −1, 1), where m = 1 before the first update: one
-/// pass over `[pairs, q, E]` instead of three (tanh, add, clip) on the CPU without a graph.
-pub fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    return match m {
-        None => crate::cpu::map_in_place_or(
-            z,
-            |zs| {
-                crate::cpu::vectorised(
-                    #[inline(always)]
-                    || zs.iter_mut().for_each(|z| *z = clip(tanh_value(*z) + 1.0)),
-                )
-            },
-            |z| channel_by_ops(z, None),
-        ),
-        Some(m) => crate::cpu::zip_in_place_or(
-            z,
-            m,
-            |zs, ms| {
-                crate::cpu::vectorised(
-                    #[inline(always)]
-                    || {
-                        zs.iter_mut()
-                            .zip(ms)
-                            .for_each(|(z, m)| *z = clip(tanh_value(*z) + m))
-                    },
-                )
-            },
-            |z, m| channel_by_ops(z, Some(m)),
-        ),
-    };
-    #[cfg(not(feature = "flex"))]
-    channel_by_ops(z, m)
-}
-
-/// [`channel_update`] of a layer's output, channel_update(linear(h), m): on the CPU without a graph
-/// the layer's bias joins the update's pass ([`crate::linear::linear_then`]).
+/// RCR's channel factors from a layer's output, clip(tanh(linear(h)) + m, −1, 1) with m = 1 before
+/// the first update: on the CPU without a graph one pass over `[pairs, q, E]`, the layer's bias
+/// included ([`crate::linear::linear_then`]), instead of four (bias, tanh, add, clip).
 pub fn channel_update_of_linear<const D: usize>(
     linear: &Linear,
     h: Tensor<D>,
@@ -109,7 +75,9 @@ fn channel_rows(zs: &mut [f32], bias: &[f32], ms: Option<&[f32]>) {
     }
 }
 
-fn channel_by_ops<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
+/// RCR's channel factors m' = clip(tanh(z) + m, −1, 1), where m = 1 before the first update, as
+/// Burn ops: the route of [`channel_update_of_linear`] for tensors its fused pass does not take.
+fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<D> {
     let delta = tanh(z);
     match m {
         Some(m) => delta + m,
@@ -259,8 +227,9 @@ mod tests {
         t.into_data().try_into_vec::<f32>().unwrap()
     }
 
-    /// tanh and the channel update agree with float64 on the CPU without a graph (in place), with
-    /// a graph (Burn's sigmoid expression) and on strided input (a copy).
+    /// tanh agrees with float64 on the CPU without a graph (in place), with a graph (Burn's sigmoid
+    /// expression) and on strided input (a copy); so does the channel update's Burn-op route (its
+    /// fused route is `linear`'s test).
     #[test]
     fn every_route_gives_tanh_and_the_clipped_channel_update() {
         let zs: Vec<f32> = (0..24).map(|i| (i as f32 - 12.0) * 0.37).collect();

@@ -67,19 +67,9 @@ pub fn map_in_place_or<const D: usize>(
 }
 
 /// `f(x values, y values)` writing into x's, as [`map_in_place_or`], where `y` is a contiguous CPU
-/// tensor of x's shape without a graph too; `otherwise(x, y)` where either is not.
-pub fn zip_in_place_or<const D: usize>(
-    x: Tensor<D>,
-    y: Tensor<D>,
-    f: impl FnOnce(&mut [f32], &[f32]),
-    otherwise: impl FnOnce(Tensor<D>, Tensor<D>) -> Tensor<D>,
-) -> Tensor<D> {
-    zip_trailing_in_place_or(x, y, f, otherwise)
-}
-
-/// [`zip_in_place_or`] for a `y` whose shape is x's last `D2` dimensions: `f` gets x's values (as
-/// many copies of y's size as x holds) and y's once, so that it can repeat y over x without a
-/// broadcast copy.
+/// tensor without a graph too whose shape is x's last `D2` dimensions (all of them, or fewer): `f`
+/// gets x's values (as many copies of y's size as x holds) and y's once, so that it can repeat y
+/// over x without a broadcast copy; `otherwise(x, y)` where either is not such a tensor.
 pub fn zip_trailing_in_place_or<const D: usize, const D2: usize>(
     x: Tensor<D>,
     y: Tensor<D2>,
@@ -162,7 +152,7 @@ mod tests {
             assert_eq!(values(got), want);
         }
         let y = x.clone().transpose().transpose() + 0.5;
-        let sum = zip_in_place_or(
+        let sum = zip_trailing_in_place_or(
             x.clone(),
             y,
             |a, b| a.iter_mut().zip(b).for_each(|(a, b)| *a += b),
@@ -185,9 +175,10 @@ mod tests {
             fallbacks += 1;
             x + y
         };
-        let sum = zip_in_place_or(x.clone(), y.clone().transpose(), |_, _| panic!(), &mut add);
+        let sum =
+            zip_trailing_in_place_or(x.clone(), y.clone().transpose(), |_, _| panic!(), &mut add);
         assert_eq!(values(sum), vec![3.0; 6]);
-        let _ = zip_in_place_or(
+        let _ = zip_trailing_in_place_or(
             x,
             y.reshape([6, 1]).reshape([2, 3]) * 1.0,
             |_, _| {},
