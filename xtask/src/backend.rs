@@ -31,7 +31,7 @@ pub fn device(name: &str) -> Result<Device> {
         #[allow(deprecated)] // kept to compare CPU backends; flex is the default
         "ndarray" => Device::ndarray(),
         #[cfg(feature = "wgpu")]
-        "wgpu" => wgpu()?,
+        "wgpu" => rcar_train::wgpu::wgpu_device()?,
         #[cfg(feature = "cuda")]
         "cuda" => cuda(0)?,
         other => bail!(
@@ -40,24 +40,6 @@ pub fn device(name: &str) -> Result<Device> {
             FEATURES.join("|")
         ),
     })
-}
-
-/// The default adapter, initialised once and fallibly: Burn's lazy `Device::wgpu` panics on its
-/// first tensor where no adapter exists.
-#[cfg(feature = "wgpu")]
-fn wgpu() -> Result<Device> {
-    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    if let Some(device) = DEVICE.get() {
-        return Ok(device.clone());
-    }
-    let device = Device::wgpu_options().init().map_err(|e| {
-        anyhow::anyhow!(
-            "WGPU could not start: {e}. It needs a GPU driver with compute support: Vulkan (or \
-             OpenGL through EGL) on Linux, the GPU vendor's driver or Mesa's CPU one (`apt-get \
-             install mesa-vulkan-drivers libvulkan1`); Metal on macOS; DX12 or Vulkan on Windows"
-        )
-    })?;
-    Ok(DEVICE.get_or_init(|| device).clone())
 }
 
 /// CUDA device `index`, after checking what CubeCL's CUDA runtime loads at run time: the driver

@@ -107,6 +107,21 @@ fn wgpu_without_a_driver_says_to_install_one() {
     assert_refused(&out, &["WGPU could not start", "mesa-vulkan-drivers"]);
 }
 
+/// With no Vulkan driver but Mesa's OpenGL one (EGL), WGPU would run on OpenGL, where a run can
+/// hang for good (`rcar_train::wgpu`): refused, saying what to install.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_on_opengl_only_says_to_install_vulkan() {
+    let out = train_on(
+        "wgpu",
+        &[
+            ("VK_ICD_FILENAMES", "/nonexistent/icd.json"),
+            ("VK_DRIVER_FILES", "/nonexistent/icd.json"),
+        ],
+    );
+    assert_refused(&out, &["WGPU found only OpenGL", "mesa-vulkan-drivers"]);
+}
+
 /// A CUDA build without a driver resumes a run on the CPU: Burn loads the optimizer state on its
 /// default device, which would be CUDA here had xtask not named the CPU.
 #[cfg(feature = "cuda")]

@@ -12,6 +12,8 @@ pub mod plugin;
 pub mod run;
 pub mod step;
 pub mod trainer;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use config::TrainConfig;
 pub use error::TrainError;

@@ -2,7 +2,8 @@
 //! (`--features wgpu`, CI runs it on Mesa's software Vulkan; `--features cuda` on a machine with an
 //! NVIDIA GPU). GPU reductions sum in another order, so the tolerances are float32 ones: scores,
 //! the evaluation matrix and BatchNorm running variance to 1e-4 absolute, loss and gradient norm to
-//! 1e-3 relative.
+//! 1e-3 relative. Each phase prints its time (seen with `--nocapture`): a GPU run cut at its time
+//! limit then says where it was, and whether it was slow or stuck (`scripts/gpu-check run`).
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 mod common;
@@ -14,14 +15,12 @@ use rcar_backbones::Matcher;
 use rcar_eval::encode::{score, Encoded};
 use rcar_eval::progress::Silent;
 use rcar_train::LossMode;
+use std::time::Instant;
 
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_matches_the_cpu_forward_backward_and_evaluation() {
-    matches_the_cpu(
-        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        "WGPU",
-    );
+    matches_the_cpu(rcar_train::wgpu::wgpu_device().unwrap(), "WGPU");
 }
 
 #[cfg(feature = "cuda")]
@@ -37,8 +36,12 @@ fn matches_the_cpu(gpu: Device, label: &str) {
         ("t2i_rcar2", LossMode::Hardest),
         ("i2t_rcar2", LossMode::Sum),
     ] {
-        let a = reference_step(name, &cpu.clone().autodiff(), mode);
-        let b = reference_step(name, &gpu.clone().autodiff(), mode);
+        let a = timed(&format!("{name}: CPU training step"), || {
+            reference_step(name, &cpu.clone().autodiff(), mode)
+        });
+        let b = timed(&format!("{name}: {label} training step"), || {
+            reference_step(name, &gpu.clone().autodiff(), mode)
+        });
         let diff = max_abs_diff(&a.scores, &b.scores);
         assert!(diff <= 1e-4, "{name} {mode:?}: scores differ by {diff}");
         let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
@@ -67,9 +70,24 @@ fn matches_the_cpu(gpu: Device, label: &str) {
             diff <= 1e-4,
             "{name}: BatchNorm running variance differs by {diff}"
         );
-        let diff = max_abs_diff(&eval_matrix(name, &cpu), &eval_matrix(name, &gpu));
+        let on_cpu = timed(&format!("{name}: CPU evaluation"), || {
+            eval_matrix(name, &cpu)
+        });
+        let on_gpu = timed(&format!("{name}: {label} evaluation"), || {
+            eval_matrix(name, &gpu)
+        });
+        let diff = max_abs_diff(&on_cpu, &on_gpu);
         assert!(diff <= 1e-4, "{name}: evaluation matrices differ by {diff}");
     }
+}
+
+/// `f()`, with its phase announced before and timed after on stderr.
+fn timed<T>(phase: &str, f: impl FnOnce() -> T) -> T {
+    eprintln!("{phase} ...");
+    let started = Instant::now();
+    let value = f();
+    eprintln!("{phase}: {:.2} s", started.elapsed().as_secs_f64());
+    value
 }
 
 /// The fixture's images × captions scored as `eval` does (eval mode, the pair grid in blocks).
