@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod config;
 pub mod curves;
+mod cut;
 pub mod error;
 pub mod lock;
 pub mod loss;

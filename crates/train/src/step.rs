@@ -10,12 +10,12 @@
 //! twice is dropped the same way twice.
 
 use crate::clip::clip_global;
+use crate::cut::{merge, Block, Cut};
 use crate::loss::{hinge, LossMode};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rcar_backbones::matcher::Globals;
-use rcar_backbones::pairs::group_pairs;
 use rcar_backbones::{Direction, Host, Matcher};
 use rcar_data::batch::TokenBatch;
 use rcar_eval::encode::{chunk_for_budget, score, Encoded};
@@ -209,23 +209,17 @@ fn sparse_gradients(
         groups.push((0, vec![0]));
     }
     let pairs: usize = groups.iter().map(|(_, items)| items.len()).sum();
-    let index = |ids: &[usize]| {
-        let ids: Vec<i64> = ids.iter().map(|&k| k as i64).collect();
-        let n = ids.len();
-        Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &device)
-    };
-    let surrogate = groups
-        .into_iter()
-        .map(|(group, items)| {
-            let block = group_pairs(direction, &img, &cap, lengths, group, &items);
-            // The block's rows of the global vectors: its image (t2i; SGRAF is t2i only), its
-            // captions.
-            let block_globals = globals.as_ref().map(|g| Globals {
-                images: g.images.clone().select(0, index(&[group])),
-                captions: g.captions.clone().select(0, index(&items)),
-            });
-            let scores = model.pair_scores(&block, block_globals, Some(&s.dropout));
+    let cut = Cut::new(direction, &img, &cap, globals.as_ref());
+    let blocks: Vec<Block> = groups
+        .iter()
+        .map(|(group, items)| cut.block(lengths, *group, items))
+        .collect();
+    let surrogate = blocks
+        .iter()
+        .map(|block| {
+            let scores = model.pair_scores(&block.pairs, block.globals.clone(), Some(&s.dropout));
             let weights: Vec<f32> = block
+                .pairs
                 .ids
                 .iter()
                 .map(|&(i, j)| d_scores[i * b + j])
@@ -235,9 +229,17 @@ fn sparse_gradients(
         })
         .reduce(|a, b| a + b)
         .expect("at least one group");
+    let pair_grads = surrogate.backward();
+    let encoders = cut.surrogate(&blocks, &pair_grads);
+    let mut grads = GradientsParams::from_grads(pair_grads, model);
+    merge(
+        model,
+        &mut grads,
+        GradientsParams::from_grads(encoders.backward(), model),
+    );
     StepGradients {
         loss: value,
-        grads: Some(GradientsParams::from_grads(surrogate.backward(), model)),
+        grads: Some(grads),
         pairs,
     }
 }
