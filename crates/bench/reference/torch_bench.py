@@ -4,6 +4,7 @@
 
     pip install torch numpy
     python3 crates/bench/reference/torch_bench.py --threads 2 --json torch.json
+    python3 crates/bench/reference/torch_bench.py --threads 2 --profile   # ops' shares of a block
 
 On a GPU (`--device cuda`, as scripts/gpu-check runs it) every tensor and the model live on the
 device, each timed call ends with torch.cuda.synchronize(), and peaks are the device's allocator
@@ -196,6 +197,37 @@ def timed(fn, warmup, runs):
     return statistics.median(times), peak_rss_bytes()
 
 
+PRODUCTS = ("aten::addmm", "aten::bmm", "aten::mm")
+
+
+def profile_blocks(a):
+    """--profile: where PyTorch's time goes in one coop_rcar 2 scoring block of each direction
+    (torch.profiler, self time per op, summed over --runs blocks after --warmup): the matrix
+    products' share, then the ten largest ops. Compare with this project's own split (perf, or
+    `cargo xtask bench --profile`): a side that spends a smaller share outside the products gains
+    that much over the other when both multiply at the same rate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ni, nc = map(int, a.grid.split("x"))
+    for attn_type in ("t2i", "i2t"):
+        model = Model(make_opt(a, attn_type, "coop_rcar", 2)).eval().to(DEVICE)
+        with torch.no_grad():
+            img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
+            cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
+            for _ in range(a.warmup):
+                model.block(img, cap)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(max(a.runs, 1)):
+                    model.block(img, cap)
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in ops)
+        products = sum(e.self_cpu_time_total for e in ops if e.key in PRODUCTS)
+        print(f"similarity {attn_type} coop_rcar 2, {ni}×{nc}: matrix products "
+              f"({', '.join(PRODUCTS)}) {100 * products / total:.1f}% of the time")
+        for e in ops[:10]:
+            print(f"  {e.key:<24} {100 * e.self_cpu_time_total / total:5.1f}%")
+
+
 def train_step(a, b):
     """One dense training step at batch b, as a closure over its model, optimiser and batch."""
     model = Model(make_opt(a, a.train_direction, a.train_mode, a.train_steps)).train().to(DEVICE)
@@ -269,12 +301,17 @@ def main():
     p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
     p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
     p.add_argument("--json")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the rows, the share of each op in a coop_rcar 2 scoring block")
     a = p.parse_args()
     global DEVICE
     DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     check_against_reference()
+    if a.profile:
+        profile_blocks(a)
+        return
     rows = []
 
     def row(name, value, unit, seconds, peak=None):
