@@ -68,32 +68,9 @@ pub fn grid_pairs(
     )
 }
 
-/// The pairs of one context item (`group`: an image in t2i, a caption in i2t) with the query items
-/// `items` (captions in t2i, images in i2t), in that order: the pairs a sparse step recomputes.
-pub fn group_pairs(
-    direction: Direction,
-    images: &Tensor<3>,
-    captions: &Tensor<3>,
-    lengths: &[usize],
-    group: usize,
-    items: &[usize],
-) -> PairBatch {
-    let (image_ids, caption_ids) = match direction {
-        Direction::T2i => (vec![group], items.to_vec()),
-        Direction::I2t => (items.to_vec(), vec![group]),
-    };
-    select_pairs(
-        direction,
-        images,
-        captions,
-        lengths,
-        &image_ids,
-        &caption_ids,
-    )
-}
-
 /// The pairs of encoded images `image_ids` × captions `caption_ids` (rows of the encodings, any
-/// order), with the words cut to the longest caption among them: a shortlist's re-ranked pairs.
+/// order), with the words cut to the longest caption among them: a shortlist's re-ranked pairs, a
+/// sparse step's recomputed ones.
 pub fn select_pairs(
     direction: Direction,
     images: &Tensor<3>,

@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Gradients, Tensor, TensorData};
 use rcar_backbones::matcher::Globals;
-use rcar_backbones::pairs::{group_pairs, row_index, PairBatch};
+use rcar_backbones::pairs::{row_index, select_pairs, PairBatch};
 use rcar_backbones::Direction;
 
 /// A batch's encodings (with the encoders' graph), which the blocks' leaves are cut from.
@@ -54,16 +54,24 @@ impl Cut {
         }
     }
 
-    /// The pairs of context item `group` with query items `items` ([`group_pairs`]), as leaves.
+    /// The pairs of context item `group` (an image in t2i, a caption in i2t) with query items
+    /// `items`, in that order ([`select_pairs`]), as leaves.
     pub fn block(&self, lengths: &[usize], group: usize, items: &[usize]) -> Block {
-        let (images, captions) = (self.images.clone().detach(), self.captions.clone().detach());
-        let mut pairs = group_pairs(self.direction, &images, &captions, lengths, group, items);
-        pairs.query = leaf(pairs.query);
-        pairs.context = leaf(pairs.context);
         let (image_rows, caption_rows) = match self.direction {
             Direction::T2i => (vec![group], items.to_vec()),
             Direction::I2t => (items.to_vec(), vec![group]),
         };
+        let (images, captions) = (self.images.clone().detach(), self.captions.clone().detach());
+        let mut pairs = select_pairs(
+            self.direction,
+            &images,
+            &captions,
+            lengths,
+            &image_rows,
+            &caption_rows,
+        );
+        pairs.query = leaf(pairs.query);
+        pairs.context = leaf(pairs.context);
         let device = self.images.device();
         let globals = self.globals.as_ref().map(|g| Globals {
             images: leaf(
