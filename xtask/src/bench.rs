@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcar_backbones::ModelConfig;
 use rcar_bench::timing::Repeats;
-use rcar_bench::torch::{annotate, check_python, run_torch};
+use rcar_bench::torch::{annotate, check_python, TorchPeer, TorchRow};
 use rcar_bench::{BackendReport, BenchConfig, Measurement};
 use rcar_data::atomic::write_atomic;
 use rcar_train::TrainConfig;
@@ -129,6 +129,31 @@ fn print_row(m: &Measurement) {
     );
 }
 
+/// The backends that run on the CPU, whose reference rate PyTorch's BLAS may raise.
+fn is_cpu(backend: &str) -> bool {
+    matches!(backend, "flex" | "cpu" | "ndarray")
+}
+
+/// PyTorch's figure for the row just printed, and the ratio.
+fn print_torch_row(m: &Measurement, row: &TorchRow) {
+    match (row.value, row.extrapolated) {
+        (Some(v), _) => eprintln!(
+            "  {:<40} {v:>10.1} {:<10} {:>9.3} s, ratio {:.2}×",
+            "  PyTorch",
+            m.unit,
+            row.seconds.unwrap_or(f64::NAN),
+            m.value / v
+        ),
+        (None, Some(v)) => eprintln!(
+            "  {:<40} ≈{v:>9.1} {:<10} (skipped for memory, extrapolated), ratio ≈{:.2}×",
+            "  PyTorch",
+            m.unit,
+            m.value / v
+        ),
+        (None, None) => eprintln!("  {:<40} skipped", "  PyTorch"),
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let experiment = TrainConfig::load(&args.config)?;
     let cfg = BenchConfig {
@@ -166,7 +191,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let torch_run = if args.compare_torch {
+    let mut peer = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(lib) = &args.torch_preload {
@@ -174,7 +199,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 bail!("--torch-preload {}: no such file", lib.display());
             }
         }
-        let run = run_torch(
+        let peer = TorchPeer::start(
             &args.python,
             &cfg,
             threads,
@@ -182,25 +207,51 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             args.torch_preload.as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
-        if let Some(why) = &run.failure {
-            eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
-        }
-        Some(run)
+        Some(peer)
     } else {
         None
     };
-    let mut reports: Vec<BackendReport> = Vec::new();
+    let mut reports: Vec<(BackendReport, Vec<TorchRow>)> = Vec::new();
     for (name, device) in args.backends.iter().zip(devices) {
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
-        let cpu = matches!(name.as_str(), "flex" | "cpu" | "ndarray");
-        let mut report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut print_row);
-        if let Some(run) = &torch_run {
-            annotate(&mut report, run, cpu);
-        }
-        println!("{}", report.markdown());
-        reports.push(report);
+        let cpu = is_cpu(name);
+        let mut torch_rows = Vec::new();
+        let mut log = |m: &Measurement| {
+            print_row(m);
+            let Some(p) = peer.as_mut().filter(|_| !m.skipped) else {
+                return;
+            };
+            match p.measure(&m.name) {
+                Ok(Some(row)) => {
+                    print_torch_row(m, &row);
+                    torch_rows.push(row);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
+                    peer = None;
+                }
+            }
+        };
+        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut log);
+        reports.push((report, torch_rows));
     }
+    let torch_run = peer.map(TorchPeer::finish);
+    if let Some(why) = torch_run.as_ref().and_then(|r| r.failure.as_ref()) {
+        eprintln!("PyTorch: {why}");
+    }
+    let reports: Vec<BackendReport> = reports
+        .into_iter()
+        .map(|(mut report, rows)| {
+            if let Some(run) = &torch_run {
+                let cpu = is_cpu(&report.backend);
+                annotate(&mut report, run, &rows, cpu);
+            }
+            println!("{}", report.markdown());
+            report
+        })
+        .collect();
     let markdown: String = reports.iter().map(|r| r.markdown() + "\n").collect();
     if let Some(path) = &args.markdown {
         write_atomic(path, markdown.as_bytes())?;

@@ -28,6 +28,7 @@ hardest-negative hinge, backward, global-norm clipping at 2.0, AdamW) at each ba
 rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
 (training steps). Captions all have --words tokens, as in the Rust bench (no padding). Stdout: one
 JSON line per row as it is measured ({"row": ...}), then {"summary": ...}; --json also writes all.
+With --serve, the rows after the reference products run one at a time, as stdin names them.
 """
 
 import argparse
@@ -280,6 +281,77 @@ def host_ceiling():
         return None
 
 
+def workloads(a):
+    """The rows after the reference products, in the Rust bench's order: (name, thunk), where the
+    thunk builds the row's model and inputs, times it and returns (name, value, unit, seconds[,
+    peak]), or a skipped row's dict."""
+    b, (ni, nc) = a.encode_batch, map(int, a.grid.split("x"))
+
+    def encoder(kind):
+        def run():
+            model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval().to(DEVICE)
+            with torch.no_grad():
+                if kind == "image":
+                    x = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
+                    t, _ = timed(lambda: model.encode_images(x), a.warmup, a.runs)
+                    return f"image encoder, batch {b}", b / t, "images/s", t
+                ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
+                t, _ = timed(lambda: model.encode_captions(ids), a.warmup, a.runs)
+                return f"text encoder, batch {b}", b / t, "captions/s", t
+        return f"{kind} encoder, batch {b}", run
+
+    def scoring(attn_type, mode, steps):
+        name = f"similarity {attn_type} {'baseline' if steps == 0 else f'{mode} {steps}'}, {ni}×{nc}"
+
+        def run():
+            model = Model(make_opt(a, attn_type, mode, steps)).eval().to(DEVICE)
+            with torch.no_grad():
+                img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
+                cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
+                t, _ = timed(lambda: model.block(img, cap), a.warmup, a.runs)
+            return name, ni * nc / t, "pairs/s", t
+        return name, run
+
+    def training(b):
+        steps = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
+        label = f"train step {a.train_direction} {steps}, batch {b}"
+
+        def run():
+            # The extrapolation guards this machine's memory; a GPU's runs out with a clear error.
+            estimate, seconds = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
+            ceiling = host_ceiling()
+            if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
+                print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB"
+                      f" here; about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
+                return dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
+                            extrapolated=b * b / seconds, extrapolated_seconds=seconds)
+            t, peak = timed(train_step(a, b), a.warmup, a.runs)
+            return label, b * b / t, "pairs/s", t, peak
+        return label, run
+
+    yield encoder("image")
+    yield encoder("text")
+    for attn_type in ("t2i", "i2t"):
+        for mode, steps in MODES:
+            yield scoring(attn_type, mode, steps)
+    for batch in [int(x) for x in a.train_batches.split(",") if x.strip()]:
+        yield training(batch)
+
+
+def serve(runs, record):
+    """--serve: announces the rows it has ({"ready": [names]}), then runs each row named on a line
+    of stdin as soon as it arrives, until stdin closes. `cargo xtask bench --compare-torch` asks for
+    each row right after timing its own, so that the two sides of a ratio run seconds apart: this
+    machine's speed drifts by up to 2x over minutes, which a whole run of one side after the other
+    turns into the ratios."""
+    print(json.dumps(dict(ready=list(runs))), flush=True)
+    for line in sys.stdin:
+        name = line.strip()
+        if name not in runs:
+            raise SystemExit(f"--serve: no row named {name!r}")
+        record(runs[name](), quiet=True)  # the bench prints it beside its own
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -301,6 +373,8 @@ def main():
     p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
     p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
     p.add_argument("--json")
+    p.add_argument("--serve", action="store_true",
+                   help="after the reference products, run the rows named on stdin, one per line")
     p.add_argument("--profile", action="store_true",
                    help="instead of the rows, the share of each op in a coop_rcar 2 scoring block")
     a = p.parse_args()
@@ -314,12 +388,19 @@ def main():
         return
     rows = []
 
-    def row(name, value, unit, seconds, peak=None):
+    def row(name, value, unit, seconds, peak=None, quiet=False):
+        row_of(dict(name=name, value=value, unit=unit, seconds=seconds, peak_rss=peak))
+        if not quiet:
+            print(f"  {name:<44} {value:>10.1f} {unit:<10} {seconds:>9.3f} s", file=sys.stderr, flush=True)
+
+    def row_of(fields):
         # One JSON line per row on stdout as soon as it is measured: a run killed for memory at a
         # large batch still leaves the rows before it.
-        rows.append(dict(name=name, value=value, unit=unit, seconds=seconds, peak_rss=peak))
-        print(json.dumps(dict(row=rows[-1])), flush=True)
-        print(f"  {name:<44} {value:>10.1f} {unit:<10} {seconds:>9.3f} s", file=sys.stderr, flush=True)
+        rows.append(fields)
+        print(json.dumps(dict(row=fields)), flush=True)
+
+    def record(result, quiet=False):
+        row_of(result) if isinstance(result, dict) else row(*result, quiet=quiet)
 
     best = (0.0, "")
     for shape in a.gemm.split(","):
@@ -330,42 +411,12 @@ def main():
         row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
         best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
 
-    b = a.encode_batch
-    model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval().to(DEVICE)
-    images = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
-    ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
-    with torch.no_grad():
-        t, _ = timed(lambda: model.encode_images(images), a.warmup, a.runs)
-        row(f"image encoder, batch {b}", b / t, "images/s", t)
-        t, _ = timed(lambda: model.encode_captions(ids), a.warmup, a.runs)
-        row(f"text encoder, batch {b}", b / t, "captions/s", t)
-
-    ni, nc = map(int, a.grid.split("x"))
-    for attn_type in ("t2i", "i2t"):
-        for mode, steps in MODES:
-            model = Model(make_opt(a, attn_type, mode, steps)).eval().to(DEVICE)
-            with torch.no_grad():
-                img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
-                cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
-                t, _ = timed(lambda: model.block(img, cap), a.warmup, a.runs)
-            name = "baseline" if steps == 0 else f"{mode} {steps}"
-            row(f"similarity {attn_type} {name}, {ni}×{nc}", ni * nc / t, "pairs/s", t)
-
-    name = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
-    for b in [int(x) for x in a.train_batches.split(",") if x.strip()]:
-        label = f"train step {a.train_direction} {name}, batch {b}"
-        # The extrapolation guards this machine's memory; a GPU's runs out with a clear error.
-        estimate, seconds = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
-        ceiling = host_ceiling()
-        if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
-            rows.append(dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
-                             extrapolated=b * b / seconds, extrapolated_seconds=seconds))
-            print(json.dumps(dict(row=rows[-1])), flush=True)
-            print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB here;"
-                  f" about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
-            continue
-        t, peak = timed(train_step(a, b), a.warmup, a.runs)
-        row(label, b * b / t, "pairs/s", t, peak)
+    runs = dict(workloads(a))
+    if a.serve:
+        serve(runs, record)
+    else:
+        for run in runs.values():
+            record(run())
 
     preload = os.environ.get("LD_PRELOAD", "")
     out = dict(torch=torch.__version__, threads=torch.get_num_threads(),

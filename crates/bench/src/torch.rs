@@ -5,9 +5,9 @@
 use crate::report::BackendReport;
 use crate::workload::{direction_name, mode_name, reference_shapes, BenchConfig};
 use serde::Deserialize;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The script, where the source tree has it.
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/reference/torch_bench.py");
@@ -23,6 +23,8 @@ pub struct TorchRow {
     pub estimate: Option<f64>,
     /// The skipped row's rate as extrapolated from smaller batches (`step_estimate`).
     pub extrapolated: Option<f64>,
+    pub unit: Option<String>,
+    pub seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,17 +44,18 @@ pub struct TorchSummary {
 
 #[derive(Debug, Clone, Default)]
 pub struct TorchRun {
-    pub rows: Vec<TorchRow>,
-    /// Absent when the script died before its end (its rows so far are kept).
+    /// Absent when the script died before its end.
     pub summary: Option<TorchSummary>,
     /// Why the run ended early, if it did.
     pub failure: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Line {
     Row(TorchRow),
+    /// `--serve`: the names of the rows it can run.
+    Ready(Vec<String>),
     Summary(TorchSummary),
 }
 
@@ -71,15 +74,117 @@ pub fn check_python(python: &str) -> Result<(), String> {
     ))
 }
 
-/// Runs the script with the bench's shapes on `threads` threads and torch's `device` (`cpu`,
-/// `cuda`), with `preload` as its malloc where given; its progress goes to stderr.
-pub fn run_torch(
-    python: &str,
-    cfg: &BenchConfig,
-    threads: usize,
-    device: &str,
-    preload: Option<&Path>,
-) -> Result<TorchRun, String> {
+/// The script, started with `--serve` on the bench's shapes: it times the reference products at
+/// once, then each row the bench names right after the bench times its own, so the two sides of a
+/// ratio run seconds apart rather than minutes (this machine's speed drifts by up to 2× over
+/// minutes).
+pub struct TorchPeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// The rows it can run, by name.
+    offers: Vec<String>,
+    /// Its summary once it ends.
+    run: TorchRun,
+}
+
+impl TorchPeer {
+    /// Starts the script on `threads` threads and torch's `device` (`cpu`, `cuda`), with `preload`
+    /// as its malloc where given, and waits for its reference rows; its progress goes to stderr.
+    pub fn start(
+        python: &str,
+        cfg: &BenchConfig,
+        threads: usize,
+        device: &str,
+        preload: Option<&Path>,
+    ) -> Result<Self, String> {
+        let args = script_args(cfg, threads, device);
+        let mut command = Command::new(python);
+        if let Some(lib) = preload {
+            command.env("LD_PRELOAD", lib);
+            eprint!("PyTorch: LD_PRELOAD={} ", lib.display());
+        } else {
+            eprint!("PyTorch: ");
+        }
+        eprintln!("{python} {SCRIPT} {} --serve", args.join(" "));
+        let mut child = command
+            .arg(SCRIPT)
+            .args(&args)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut peer = TorchPeer {
+            child,
+            stdin,
+            stdout,
+            offers: Vec::new(),
+            run: TorchRun::default(),
+        };
+        loop {
+            match peer.next_line()? {
+                // The reference products', printed on stderr too; the summary keeps the best.
+                Some(Line::Row(_)) => {}
+                Some(Line::Ready(offers)) => {
+                    peer.offers = offers;
+                    return Ok(peer);
+                }
+                Some(Line::Summary(_)) | None => {
+                    return Err(format!("{SCRIPT} ended before its first row"))
+                }
+            }
+        }
+    }
+
+    /// PyTorch's run of the row named `name`, timed now; `None` where the script has no such row.
+    pub fn measure(&mut self, name: &str) -> Result<Option<TorchRow>, String> {
+        if !self.offers.iter().any(|o| o == name) {
+            return Ok(None);
+        }
+        let stdin = self.stdin.as_mut().ok_or("PyTorch's input is closed")?;
+        writeln!(stdin, "{name}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{SCRIPT} stopped reading ({e})"))?;
+        match self.next_line()? {
+            Some(Line::Row(row)) if row.name == name => Ok(Some(row)),
+            Some(other) => Err(format!("{SCRIPT} answered {name:?} with {other:?}")),
+            None => Err(format!("{SCRIPT} ended while timing {name:?}")),
+        }
+    }
+
+    /// Ends the script: its summary, and why it failed if it did.
+    pub fn finish(mut self) -> TorchRun {
+        drop(self.stdin.take());
+        while let Ok(Some(line)) = self.next_line() {
+            if let Line::Summary(s) = line {
+                self.run.summary = Some(s);
+            }
+        }
+        match self.child.wait() {
+            Ok(status) if status.success() => {}
+            Ok(status) => self.run.failure = Some(format!("{SCRIPT} ended with {status}")),
+            Err(e) => self.run.failure = Some(format!("waiting for {SCRIPT}: {e}")),
+        }
+        self.run
+    }
+
+    fn next_line(&mut self) -> Result<Option<Line>, String> {
+        let Some(line) = self.stdout.next() else {
+            return Ok(None);
+        };
+        let line = line.map_err(|e| format!("reading {SCRIPT}'s output: {e}"))?;
+        serde_json::from_str::<Line>(&line)
+            .map(Some)
+            .map_err(|e| format!("{SCRIPT} printed {line:?}, not a row ({e})"))
+    }
+}
+
+/// The script's arguments for the bench's shapes.
+fn script_args(cfg: &BenchConfig, threads: usize, device: &str) -> Vec<String> {
     let m = &cfg.model;
     let shapes: Vec<String> = reference_shapes(cfg)
         .iter()
@@ -88,7 +193,7 @@ pub fn run_torch(
     let batches: Vec<String> = cfg.train_batches.iter().map(usize::to_string).collect();
     let mode = mode_name(m.mode, m.steps);
     let (mode, steps) = mode.split_once(' ').unwrap_or(("only_rcr", "0"));
-    let args: Vec<String> = [
+    [
         ("--threads", threads.to_string()),
         ("--img-dim", m.img_dim.to_string()),
         ("--embed-size", m.embed_size.to_string()),
@@ -110,49 +215,15 @@ pub fn run_torch(
     ]
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
-    .collect();
-    let mut command = Command::new(python);
-    if let Some(lib) = preload {
-        command.env("LD_PRELOAD", lib);
-        eprint!("PyTorch: LD_PRELOAD={} ", lib.display());
-    } else {
-        eprint!("PyTorch: ");
-    }
-    eprintln!("{python} {SCRIPT} {}", args.join(" "));
-    let mut child = command
-        .arg(SCRIPT)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut run = TorchRun::default();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("reading {SCRIPT}'s output: {e}"))?;
-        match serde_json::from_str::<Line>(&line) {
-            Ok(Line::Row(row)) => run.rows.push(row),
-            Ok(Line::Summary(s)) => run.summary = Some(s),
-            Err(e) => return Err(format!("{SCRIPT} printed {line:?}, not a row ({e})")),
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {python}: {e}"))?;
-    if !status.success() {
-        run.failure = Some(format!(
-            "{SCRIPT} ended with {status} after {} rows",
-            run.rows.len()
-        ));
-    }
-    Ok(run)
+    .collect()
 }
 
-/// Puts PyTorch's value beside each row of `report` that both ran; on a CPU backend, takes torch's
-/// BLAS as the reference product rate where it is the faster one.
-pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
+/// Puts PyTorch's value beside each row of `report` that both ran (`rows`: PyTorch's, timed beside
+/// this report's); on a CPU backend, takes torch's BLAS as the reference product rate where it is
+/// the faster one.
+pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], cpu_backend: bool) {
     for m in &mut report.measurements {
-        let Some(row) = run.rows.iter().find(|r| r.name == m.name) else {
+        let Some(row) = rows.iter().find(|r| r.name == m.name) else {
             continue;
         };
         match (row.skipped, row.estimate) {
@@ -183,7 +254,8 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
             ),
         };
         report.torch = Some(format!(
-            "torch {} {place}; same shapes; ratio = this project's rate / PyTorch's",
+            "torch {} {place}; same shapes, each row timed right after this project's; ratio = \
+             this project's rate / PyTorch's",
             s.torch
         ));
         if cpu_backend {
@@ -196,6 +268,75 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, cpu_backend: bool) {
 mod tests {
     use super::*;
     use crate::report::Measurement;
+    use crate::timing::Repeats;
+    use rcar_train::TrainConfig;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `python` that ignores the script and speaks `--serve`'s protocol: one
+    /// reference row, the offer of rows `a` and `b`, then `answer` for each name read.
+    fn stand_in(dir: &Path, answer: &str) -> String {
+        let path = dir.join("python");
+        let script = format!(
+            r#"#!/bin/sh
+echo '{{"row": {{"name": "torch.mm 1x1", "value": 1.0, "unit": "GFLOP/s", "seconds": 1}}}}'
+echo '{{"ready": ["a", "b"]}}'
+while read name; do {answer}; done
+echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflops": 9.5, "reference": "torch.mm"}}}}'
+"#
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    fn bench_config() -> BenchConfig {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/demo.json");
+        BenchConfig {
+            model: TrainConfig::load(&demo).unwrap().model,
+            regions: 36,
+            words: 5,
+            encode_batch: 2,
+            grid: (2, 3),
+            train_batches: vec![4],
+            repeats: Repeats { warmup: 0, runs: 1 },
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn the_peer_times_each_offered_row_when_asked_and_ends_with_its_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = stand_in(
+            dir.path(),
+            r#"echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": 0.5}}""#,
+        );
+        let mut peer = TorchPeer::start(&python, &bench_config(), 2, "cpu", None).unwrap();
+        let row = peer.measure("b").unwrap().expect("b is offered");
+        assert_eq!((row.name.as_str(), row.value), ("b", Some(2.0)));
+        assert!(peer.measure("similarity SAF").unwrap().is_none());
+        let run = peer.finish();
+        assert_eq!(run.failure, None);
+        assert_eq!(run.summary.map(|s| s.reference_gflops), Some(9.5));
+    }
+
+    #[test]
+    fn a_peer_that_dies_mid_row_is_an_error_that_names_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = stand_in(dir.path(), "exit 3");
+        let mut peer = TorchPeer::start(&python, &bench_config(), 2, "cpu", None).unwrap();
+        let err = peer.measure("a").unwrap_err();
+        assert!(err.contains("ended while timing \"a\""), "{err}");
+        let run = peer.finish();
+        assert!(run.summary.is_none());
+        assert!(
+            run.failure
+                .as_deref()
+                .unwrap_or("")
+                .contains("exit status: 3"),
+            "{:?}",
+            run.failure
+        );
+    }
 
     fn measurement(name: &str, value: f64) -> Measurement {
         Measurement::new(name.to_string(), value, "pairs/s", 1.0)
@@ -204,7 +345,7 @@ mod tests {
     fn torch_row(line: &str) -> TorchRow {
         match serde_json::from_str::<Line>(line).unwrap() {
             Line::Row(row) => row,
-            Line::Summary(_) => panic!("not a row"),
+            other => panic!("not a row: {other:?}"),
         }
     }
 
@@ -218,16 +359,14 @@ mod tests {
             measurements: vec![measurement("a", 300.0), measurement("b", 900.0)],
             torch: None,
         };
-        let run = TorchRun {
-            rows: vec![
-                torch_row(
-                    r#"{"row": {"name": "a", "value": 200.0, "unit": "pairs/s", "seconds": 1}}"#,
-                ),
-                torch_row(
-                    r#"{"row": {"name": "b", "skipped": true, "estimate": 3.4e10, "ceiling": 2.4e10,
+        let rows = vec![
+            torch_row(r#"{"row": {"name": "a", "value": 200.0, "unit": "pairs/s", "seconds": 1}}"#),
+            torch_row(
+                r#"{"row": {"name": "b", "skipped": true, "estimate": 3.4e10, "ceiling": 2.4e10,
                     "extrapolated": 300.0, "extrapolated_seconds": 54.6}}"#,
-                ),
-            ],
+            ),
+        ];
+        let run = TorchRun {
             summary: Some(TorchSummary {
                 torch: "2.15.0".into(),
                 threads: 2,
@@ -239,7 +378,7 @@ mod tests {
             }),
             failure: None,
         };
-        annotate(&mut report, &run, true);
+        annotate(&mut report, &run, &rows, true);
         let [a, b] = &report.measurements[..] else {
             unreachable!()
         };
