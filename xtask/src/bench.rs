@@ -211,6 +211,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let mut torch_failed = false;
     let mut reports: Vec<(BackendReport, Vec<TorchRow>)> = Vec::new();
     for (name, device) in args.backends.iter().zip(devices) {
         let label = device_name(&device);
@@ -219,7 +220,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let mut torch_rows = Vec::new();
         let mut log = |m: &Measurement| {
             print_row(m);
-            let Some(p) = peer.as_mut().filter(|_| !m.skipped) else {
+            let Some(p) = peer.as_mut().filter(|_| !m.skipped && !torch_failed) else {
                 return;
             };
             match p.measure(&m.name) {
@@ -230,7 +231,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Ok(None) => {}
                 Err(why) => {
                     eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
-                    peer = None;
+                    torch_failed = true;
                 }
             }
         };
@@ -238,9 +239,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         reports.push((report, torch_rows));
     }
     let torch_run = peer.map(TorchPeer::finish);
-    if let Some(why) = torch_run.as_ref().and_then(|r| r.failure.as_ref()) {
-        eprintln!("PyTorch: {why}");
-    }
     let reports: Vec<BackendReport> = reports
         .into_iter()
         .map(|(mut report, rows)| {

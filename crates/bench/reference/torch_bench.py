@@ -32,6 +32,7 @@ With --serve, the rows after the reference products run one at a time, as stdin 
 """
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -150,10 +151,23 @@ def hinge_hardest(scores, margin=0.2):
     return cost_s.max(1)[0].sum() + cost_im.max(0)[0].sum()
 
 
+def release_free_memory():
+    """Returns the pages malloc keeps for reuse to the OS (tcmalloc's, or glibc's malloc_trim), so
+    that a peak read after it is the next workload's own: with tcmalloc's cache of an earlier row's
+    pages, the two small steps of `step_estimate` both read that cache as their peak, the estimate
+    lost its growth with the batch, and a batch far too large for the machine was run."""
+    process = ctypes.CDLL(None)
+    if hasattr(process, "MallocExtension_ReleaseFreeMemory"):
+        process.MallocExtension_ReleaseFreeMemory()
+    elif hasattr(process, "malloc_trim"):
+        process.malloc_trim(ctypes.c_size_t(0))
+
+
 def peak_rss_reset():
     if DEVICE.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         return True
+    release_free_memory()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -245,6 +245,11 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
             _ => m.torch = row.value,
         }
     }
+    if let (None, Some(why)) = (&run.summary, &run.failure) {
+        report.torch = Some(format!(
+            "PyTorch's run ended early ({why}); ratio = this project's rate / PyTorch's"
+        ));
+    }
     if let Some(s) = &run.summary {
         let place = match &s.gpu {
             Some(gpu) => format!("on {gpu}"),
@@ -320,22 +325,34 @@ echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflop
     }
 
     #[test]
-    fn a_peer_that_dies_mid_row_is_an_error_that_names_the_row() {
+    fn a_peer_that_dies_mid_row_keeps_the_rows_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let python = stand_in(dir.path(), "exit 3");
+        let python = stand_in(
+            dir.path(),
+            r#"[ "$name" = a ] || exit 3; echo '{"row": {"name": "a", "value": 2.0}}'"#,
+        );
         let mut peer = TorchPeer::start(&python, &bench_config(), 2, "cpu", None).unwrap();
-        let err = peer.measure("a").unwrap_err();
-        assert!(err.contains("ended while timing \"a\""), "{err}");
+        let a = peer.measure("a").unwrap().expect("a is offered");
+        let err = peer.measure("b").unwrap_err();
+        assert!(err.contains("ended while timing \"b\""), "{err}");
         let run = peer.finish();
         assert!(run.summary.is_none());
-        assert!(
-            run.failure
-                .as_deref()
-                .unwrap_or("")
-                .contains("exit status: 3"),
-            "{:?}",
-            run.failure
-        );
+        let why = run.failure.clone().unwrap_or_default();
+        assert!(why.contains("exit status: 3"), "{why}");
+        let mut report = BackendReport {
+            backend: "flex".into(),
+            device: "cpu".into(),
+            reference_gflops: 100.0,
+            reference: "gemm".into(),
+            measurements: vec![measurement("a", 3.0), measurement("b", 1.0)],
+            torch: None,
+        };
+        annotate(&mut report, &run, &[a], true);
+        assert_eq!(report.measurements[0].ratio(), Some(1.5));
+        assert_eq!(report.measurements[1].ratio(), None);
+        let table = report.markdown();
+        assert!(table.contains("PyTorch's run ended early"), "{table}");
+        assert!(table.contains("| 2.0 | 1.50× |"), "{table}");
     }
 
     fn measurement(name: &str, value: f64) -> Measurement {
