@@ -10,6 +10,7 @@ use rcar_bench::torch::{annotate, check_python, TorchPeer, TorchRow};
 use rcar_bench::{BackendReport, BenchConfig, Measurement};
 use rcar_data::atomic::write_atomic;
 use rcar_train::TrainConfig;
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -135,22 +136,42 @@ fn is_cpu(backend: &str) -> bool {
 }
 
 /// PyTorch's figure for the row just printed, and the ratio.
-fn print_torch_row(m: &Measurement, row: &TorchRow) {
-    match (row.value, row.extrapolated) {
-        (Some(v), _) => eprintln!(
-            "  {:<40} {v:>10.1} {:<10} {:>9.3} s, ratio {:.2}×",
-            "  PyTorch",
-            m.unit,
-            row.seconds.unwrap_or(f64::NAN),
-            m.value / v
-        ),
-        (None, Some(v)) => eprintln!(
-            "  {:<40} ≈{v:>9.1} {:<10} (skipped for memory, extrapolated), ratio ≈{:.2}×",
-            "  PyTorch",
-            m.unit,
-            m.value / v
-        ),
-        (None, None) => eprintln!("  {:<40} skipped", "  PyTorch"),
+fn print_torch(m: &Measurement, rate: f64, extrapolated: bool) {
+    let (approx, how) = if extrapolated {
+        ("≈", " (skipped for memory, extrapolated)")
+    } else {
+        ("", "")
+    };
+    // The same items as ours, at PyTorch's rate.
+    let seconds = m.value * m.seconds / rate;
+    eprintln!(
+        "  {:<40} {approx}{rate:>10.1} {:<10} {approx}{seconds:>9.3} s{how}, ratio {approx}{:.2}×",
+        "  PyTorch",
+        m.unit,
+        m.value / rate
+    );
+}
+
+/// `--compare-torch`'s PyTorch, asked for rows as the bench reaches them; after a failure (the
+/// script died: its memory, a missing library) it is asked nothing more.
+struct Peer {
+    torch: TorchPeer,
+    failed: bool,
+}
+
+impl Peer {
+    fn answer<T>(
+        &mut self,
+        asked: impl FnOnce(&mut TorchPeer) -> Result<Option<T>, String>,
+    ) -> Option<T> {
+        if self.failed {
+            return None;
+        }
+        asked(&mut self.torch).unwrap_or_else(|why| {
+            eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
+            self.failed = true;
+            None
+        })
     }
 }
 
@@ -191,7 +212,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut peer = if args.compare_torch {
+    let peer = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(lib) = &args.torch_preload {
@@ -199,7 +220,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 bail!("--torch-preload {}: no such file", lib.display());
             }
         }
-        let peer = TorchPeer::start(
+        let torch = TorchPeer::start(
             &args.python,
             &cfg,
             threads,
@@ -207,38 +228,44 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             args.torch_preload.as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
-        Some(peer)
+        Some(RefCell::new(Peer {
+            torch,
+            failed: false,
+        }))
     } else {
         None
     };
-    let mut torch_failed = false;
     let mut reports: Vec<(BackendReport, Vec<TorchRow>)> = Vec::new();
     for (name, device) in args.backends.iter().zip(devices) {
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = is_cpu(name);
         let mut torch_rows = Vec::new();
+        // Encoders and scoring: PyTorch's calls alternate with ours (`rival`); the other rows
+        // (training steps) are run whole by PyTorch right after ours (`log`).
+        let mut rival = |row: &str| {
+            let peer = peer.as_ref()?;
+            peer.borrow_mut().answer(|t| t.once(row))
+        };
         let mut log = |m: &Measurement| {
             print_row(m);
-            let Some(p) = peer.as_mut().filter(|_| !m.skipped && !torch_failed) else {
+            if let Some(rate) = m.torch {
+                return print_torch(m, rate, false);
+            }
+            let Some(peer) = peer.as_ref().filter(|_| !m.skipped) else {
                 return;
             };
-            match p.measure(&m.name) {
-                Ok(Some(row)) => {
-                    print_torch_row(m, &row);
-                    torch_rows.push(row);
+            if let Some(row) = peer.borrow_mut().answer(|t| t.measure(&m.name)) {
+                if let Some(rate) = row.value.or(row.extrapolated) {
+                    print_torch(m, rate, row.value.is_none());
                 }
-                Ok(None) => {}
-                Err(why) => {
-                    eprintln!("PyTorch: {why}; the ratios cover the rows it finished");
-                    torch_failed = true;
-                }
+                torch_rows.push(row);
             }
         };
-        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut log);
+        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut log, &mut rival);
         reports.push((report, torch_rows));
     }
-    let torch_run = peer.map(TorchPeer::finish);
+    let torch_run = peer.map(|p| p.into_inner().torch.finish());
     let reports: Vec<BackendReport> = reports
         .into_iter()
         .map(|(mut report, rows)| {

@@ -28,7 +28,8 @@ hardest-negative hinge, backward, global-norm clipping at 2.0, AdamW) at each ba
 rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
 (training steps). Captions all have --words tokens, as in the Rust bench (no padding). Stdout: one
 JSON line per row as it is measured ({"row": ...}), then {"summary": ...}; --json also writes all.
-With --serve, the rows after the reference products run one at a time, as stdin names them.
+With --serve, the rows after the reference products run as stdin asks for them, whole or one call
+at a time (see serve()).
 """
 
 import argparse
@@ -296,35 +297,38 @@ def host_ceiling():
 
 
 def workloads(a):
-    """The rows after the reference products, in the Rust bench's order: (name, thunk), where the
-    thunk builds the row's model and inputs, times it and returns (name, value, unit, seconds[,
-    peak]), or a skipped row's dict."""
+    """The rows after the reference products, in the Rust bench's order: (name, run, prepare). `run()`
+    builds the row's model and inputs, times it and returns (name, value, unit, seconds[, peak]), or
+    a skipped row's dict. `prepare()`, for the rows timed one call at a time (encoders, scoring;
+    None for the training steps), builds them and returns (call, items, unit)."""
     b, (ni, nc) = a.encode_batch, map(int, a.grid.split("x"))
 
-    def encoder(kind):
+    def by_calls(name, prepare):
         def run():
+            call, items, unit = prepare()
+            t, _ = timed(call, a.warmup, a.runs)
+            return name, items / t, unit, t
+        return name, run, prepare
+
+    def encoder(kind):
+        def prepare():
             model = Model(make_opt(a, "t2i", "only_rcr", 0)).eval().to(DEVICE)
-            with torch.no_grad():
-                if kind == "image":
-                    x = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
-                    t, _ = timed(lambda: model.encode_images(x), a.warmup, a.runs)
-                    return f"image encoder, batch {b}", b / t, "images/s", t
-                ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
-                t, _ = timed(lambda: model.encode_captions(ids), a.warmup, a.runs)
-                return f"text encoder, batch {b}", b / t, "captions/s", t
-        return f"{kind} encoder, batch {b}", run
+            if kind == "image":
+                x = torch.randn(b, a.regions, a.img_dim, device=DEVICE)
+                return torch.no_grad()(lambda: model.encode_images(x)), b, "images/s"
+            ids = torch.randint(4, a.vocab_size, (b, a.words), device=DEVICE)
+            return torch.no_grad()(lambda: model.encode_captions(ids)), b, "captions/s"
+        return by_calls(f"{kind} encoder, batch {b}", prepare)
 
     def scoring(attn_type, mode, steps):
-        name = f"similarity {attn_type} {'baseline' if steps == 0 else f'{mode} {steps}'}, {ni}×{nc}"
-
-        def run():
+        def prepare():
             model = Model(make_opt(a, attn_type, mode, steps)).eval().to(DEVICE)
             with torch.no_grad():
                 img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
                 cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
-                t, _ = timed(lambda: model.block(img, cap), a.warmup, a.runs)
-            return name, ni * nc / t, "pairs/s", t
-        return name, run
+            return torch.no_grad()(lambda: model.block(img, cap)), ni * nc, "pairs/s"
+        steps_name = "baseline" if steps == 0 else f"{mode} {steps}"
+        return by_calls(f"similarity {attn_type} {steps_name}, {ni}×{nc}", prepare)
 
     def training(b):
         steps = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
@@ -341,7 +345,7 @@ def workloads(a):
                             extrapolated=b * b / seconds, extrapolated_seconds=seconds)
             t, peak = timed(train_step(a, b), a.warmup, a.runs)
             return label, b * b / t, "pairs/s", t, peak
-        return label, run
+        return label, run, None
 
     yield encoder("image")
     yield encoder("text")
@@ -352,18 +356,37 @@ def workloads(a):
         yield training(batch)
 
 
-def serve(runs, record):
-    """--serve: announces the rows it has ({"ready": [names]}), then runs each row named on a line
-    of stdin as soon as it arrives, until stdin closes. `cargo xtask bench --compare-torch` asks for
-    each row right after timing its own, so that the two sides of a ratio run seconds apart: this
-    machine's speed drifts by up to 2x over minutes, which a whole run of one side after the other
-    turns into the ratios."""
-    print(json.dumps(dict(ready=list(runs))), flush=True)
+def serve(a, rows, record):
+    """--serve: announces its rows ({"ready": {"rows": [...], "single": [...]}}), then answers each
+    line of stdin as it arrives, until stdin closes: NAME runs that row whole; once<TAB>NAME times
+    one call of it (a row in "single"; the row is built, and warmed up, the first time it is asked).
+    `cargo xtask bench --compare-torch` alternates its own timed calls with PyTorch's, so that the
+    two sides of a ratio run within seconds of each other: this machine's speed moves by up to 2x
+    over minutes, which one whole run after the other turned into the ratios."""
+    runs = {name: run for name, run, _ in rows}
+    prepares = {name: prepare for name, _, prepare in rows if prepare is not None}
+    print(json.dumps(dict(ready=dict(rows=list(runs), single=list(prepares)))), flush=True)
+    prepared = {}  # the one row being timed call by call
     for line in sys.stdin:
-        name = line.strip()
-        if name not in runs:
-            raise SystemExit(f"--serve: no row named {name!r}")
-        record(runs[name](), quiet=True)  # the bench prints it beside its own
+        request = line.rstrip("\n")
+        once, _, name = request.partition("\t") if "\t" in request else ("", "", request)
+        if once and once != "once" or name not in (prepares if once else runs):
+            raise SystemExit(f"--serve: no row named {request!r}")
+        if not once:
+            record(runs[name](), quiet=True)  # the bench prints it beside its own
+            continue
+        if name not in prepared:
+            prepared.clear()
+            call, items, unit = prepared[name] = prepares[name]()
+            for _ in range(a.warmup):
+                call()
+        call, items, unit = prepared[name]
+        sync()
+        start = time.perf_counter()
+        call()
+        sync()
+        t = time.perf_counter() - start
+        record((name, items / t, unit, t), quiet=True)
 
 
 def main():
@@ -425,11 +448,11 @@ def main():
         row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
         best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
 
-    runs = dict(workloads(a))
+    rows = list(workloads(a))
     if a.serve:
-        serve(runs, record)
+        serve(a, rows, record)
     else:
-        for run in runs.values():
+        for _, run, _ in rows:
             record(run())
 
     preload = os.environ.get("LD_PRELOAD", "")

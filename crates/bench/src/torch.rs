@@ -54,9 +54,16 @@ pub struct TorchRun {
 #[serde(rename_all = "lowercase")]
 enum Line {
     Row(TorchRow),
-    /// `--serve`: the names of the rows it can run.
-    Ready(Vec<String>),
+    /// `--serve`: the rows it can run.
+    Ready(Offers),
     Summary(TorchSummary),
+}
+
+#[derive(Debug, Deserialize)]
+struct Offers {
+    rows: Vec<String>,
+    /// Those it can time one call at a time (`once\tNAME`).
+    single: Vec<String>,
 }
 
 /// Checks that `python` runs and imports torch, with an error that says what to install.
@@ -82,8 +89,9 @@ pub struct TorchPeer {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
-    /// The rows it can run, by name.
+    /// The rows it can run, by name, and those of them it can time one call at a time.
     offers: Vec<String>,
+    single: Vec<String>,
     /// Its summary once it ends.
     run: TorchRun,
 }
@@ -123,14 +131,15 @@ impl TorchPeer {
             stdin,
             stdout,
             offers: Vec::new(),
+            single: Vec::new(),
             run: TorchRun::default(),
         };
         loop {
             match peer.next_line()? {
                 // The reference products', printed on stderr too; the summary keeps the best.
                 Some(Line::Row(_)) => {}
-                Some(Line::Ready(offers)) => {
-                    peer.offers = offers;
+                Some(Line::Ready(Offers { rows, single })) => {
+                    (peer.offers, peer.single) = (rows, single);
                     return Ok(peer);
                 }
                 Some(Line::Summary(_)) | None => {
@@ -140,13 +149,29 @@ impl TorchPeer {
         }
     }
 
-    /// PyTorch's run of the row named `name`, timed now; `None` where the script has no such row.
+    /// PyTorch's run of the row named `name` (its warm-up and timed runs), timed now; `None` where
+    /// the script has no such row.
     pub fn measure(&mut self, name: &str) -> Result<Option<TorchRow>, String> {
+        self.ask(name, name)
+    }
+
+    /// PyTorch's seconds for one call of the row named `name`, timed now (the script prepares the
+    /// row and runs its warm-up the first time it is asked); `None` where it has no such row or
+    /// times it only as a whole (the training steps).
+    pub fn once(&mut self, name: &str) -> Result<Option<f64>, String> {
+        if !self.single.iter().any(|o| o == name) {
+            return Ok(None);
+        }
+        let row = self.ask(name, &format!("once\t{name}"))?;
+        Ok(row.and_then(|r| r.seconds))
+    }
+
+    fn ask(&mut self, name: &str, request: &str) -> Result<Option<TorchRow>, String> {
         if !self.offers.iter().any(|o| o == name) {
             return Ok(None);
         }
         let stdin = self.stdin.as_mut().ok_or("PyTorch's input is closed")?;
-        writeln!(stdin, "{name}")
+        writeln!(stdin, "{request}")
             .and_then(|()| stdin.flush())
             .map_err(|e| format!("{SCRIPT} stopped reading ({e})"))?;
         match self.next_line()? {
@@ -222,7 +247,7 @@ fn script_args(cfg: &BenchConfig, threads: usize, device: &str) -> Vec<String> {
 /// this report's); on a CPU backend, takes torch's BLAS as the reference product rate where it is
 /// the faster one.
 pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], cpu_backend: bool) {
-    for m in &mut report.measurements {
+    for m in report.measurements.iter_mut().filter(|m| m.torch.is_none()) {
         let Some(row) = rows.iter().find(|r| r.name == m.name) else {
             continue;
         };
@@ -284,7 +309,7 @@ mod tests {
         let script = format!(
             r#"#!/bin/sh
 echo '{{"row": {{"name": "torch.mm 1x1", "value": 1.0, "unit": "GFLOP/s", "seconds": 1}}}}'
-echo '{{"ready": ["a", "b"]}}'
+echo '{{"ready": {{"rows": ["a", "b"], "single": ["b"]}}}}'
 while read name; do {answer}; done
 echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflops": 9.5, "reference": "torch.mm"}}}}'
 "#
@@ -309,16 +334,21 @@ echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflop
     }
 
     #[test]
-    fn the_peer_times_each_offered_row_when_asked_and_ends_with_its_summary() {
+    fn the_peer_times_each_offered_row_or_call_when_asked_and_ends_with_its_summary() {
         let dir = tempfile::tempdir().unwrap();
         let python = stand_in(
             dir.path(),
-            r#"echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": 0.5}}""#,
+            // A request `once<TAB>NAME` times one call: 0.25 s, against 0.5 s for a whole row.
+            r#"case "$name" in once*) name="${name#once?}"; s=0.25;; *) s=0.5;; esac
+echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         );
         let mut peer = TorchPeer::start(&python, &bench_config(), 2, "cpu", None).unwrap();
         let row = peer.measure("b").unwrap().expect("b is offered");
-        assert_eq!((row.name.as_str(), row.value), ("b", Some(2.0)));
+        assert_eq!((row.name.as_str(), row.seconds), ("b", Some(0.5)));
         assert!(peer.measure("similarity SAF").unwrap().is_none());
+        assert_eq!(peer.once("b").unwrap(), Some(0.25));
+        // `a` is timed only as a whole row.
+        assert_eq!(peer.once("a").unwrap(), None);
         let run = peer.finish();
         assert_eq!(run.failure, None);
         assert_eq!(run.summary.map(|s| s.reference_gflops), Some(9.5));

@@ -5,7 +5,7 @@ use crate::flops;
 use crate::memory::{extrapolate, host_ceiling, peak_of, Growth, Peak};
 use crate::reference::{backend_matmul, gemm_crate, Shape};
 use crate::report::{BackendReport, Measurement};
-use crate::timing::{median_seconds, Repeats};
+use crate::timing::{median_beside, median_seconds, Repeats, Rival};
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::Rng;
 use rcar_backbones::sgraf::SMOOTH;
@@ -120,7 +120,8 @@ pub fn direction_name(direction: Direction) -> &'static str {
 }
 
 /// Runs every measurement on `device`; `log` hears each row as it completes (runs take minutes on
-/// a CPU).
+/// a CPU). The encoder and pair-scoring rows alternate each timed call with `rival`'s call of the
+/// same row, and take its median as their `torch` figure.
 pub fn run(
     cfg: &BenchConfig,
     backend: &str,
@@ -128,6 +129,7 @@ pub fn run(
     cpu_backend: bool,
     device_name: String,
     log: &mut dyn FnMut(&Measurement),
+    rival: &mut Rival,
 ) -> BackendReport {
     device.seed(cfg.seed);
     let r = cfg.repeats;
@@ -143,16 +145,16 @@ pub fn run(
     let model = cfg.model.init(device);
     let b = cfg.encode_batch;
     let batch_images = images(cfg, b, device);
-    let encoder = timed(device, r, || {
+    let name = format!("image encoder, batch {b}");
+    let m = measured_beside(name, b, "images/s", device, r, rival, || {
         touch(model.encode_images(batch_images.clone()))
     });
-    let m = measured(format!("image encoder, batch {b}"), b, "images/s", encoder);
     push(m, &mut rows);
     let batch_captions = captions(cfg, b, 1);
-    let encoder = timed(device, r, || {
+    let name = format!("text encoder, batch {b}");
+    let m = measured_beside(name, b, "captions/s", device, r, rival, || {
         touch(model.encode_tokens(&batch_captions, device))
     });
-    let m = measured(format!("text encoder, batch {b}"), b, "captions/s", encoder);
     push(m, &mut rows);
 
     // Pair scoring on encoded inputs, as the evaluation does it: one block per thread.
@@ -179,11 +181,10 @@ pub fn run(
             caps.lengths.clone(),
         );
         let chunk = (ni * nc).div_ceil(workers);
-        let timing = timed(device, r, || {
+        let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
+        let mut m = measured_beside(name, ni * nc, "pairs/s", device, r, rival, || {
             score(&model, &encoded, chunk, workers, None, &mut Silent);
         });
-        let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
-        let mut m = measured(name, ni * nc, "pairs/s", timing);
         m.note = format!("{workers} scoring thread(s)");
         if mc.host == Host::Scan {
             let gflops = flops::per_pair(&mc, cfg.regions, cfg.words) * m.value / 1e9;
@@ -239,6 +240,27 @@ fn measured(
 ) -> Measurement {
     let mut m = Measurement::new(name, items as f64 / seconds, unit, seconds);
     m.memory = peak;
+    m
+}
+
+/// [`measured`] with each timed call alternating with `rival`'s (see [`median_beside`]), whose
+/// median rate becomes the row's `torch`.
+#[allow(clippy::too_many_arguments)]
+fn measured_beside(
+    name: String,
+    items: usize,
+    unit: &'static str,
+    device: &Device,
+    repeats: Repeats,
+    rival: &mut Rival,
+    f: impl FnMut(),
+) -> Measurement {
+    let (mut seconds, mut theirs) = (0.0, None);
+    let peak = peak_of(device, || {
+        (seconds, theirs) = median_beside(device, repeats, &name, rival, f)
+    });
+    let mut m = measured(name, items, unit, (seconds, peak));
+    m.torch = theirs.map(|t| items as f64 / t);
     m
 }
 
