@@ -152,6 +152,15 @@ fn print_torch(m: &Measurement, rate: f64, extrapolated: bool) {
     );
 }
 
+/// A whole row of PyTorch's, as the progress line shows it.
+fn describe(row: &TorchRow) -> String {
+    match (row.value, row.extrapolated) {
+        (Some(v), _) => format!("{v:.1} {}", row.unit.as_deref().unwrap_or("")),
+        (None, Some(v)) => format!("≈{v:.1}, extrapolated (skipped for memory)"),
+        (None, None) => "skipped".into(),
+    }
+}
+
 /// `--compare-torch`'s PyTorch, asked for rows as the bench reaches them; after a failure (the
 /// script died: its memory, a missing library) it is asked nothing more.
 struct Peer {
@@ -235,43 +244,53 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let mut reports: Vec<(BackendReport, Vec<TorchRow>)> = Vec::new();
+    // PyTorch's training steps run first, whole, while this process holds little memory: its
+    // dense batch-128 step needs almost all of a 24 GiB machine, and the bench's own rows leave
+    // their freed memory with this process (`keep_freed_memory`). Beside it, PyTorch would have
+    // to extrapolate that step from batches 16 and 24, which put its rate off by 30% in one run.
+    let mut torch_rows: Vec<TorchRow> = Vec::new();
+    if let Some(peer) = &peer {
+        let whole = peer.borrow().torch.whole_rows();
+        for name in whole {
+            if let Some(row) = peer.borrow_mut().answer(|t| t.measure(&name)) {
+                eprintln!("  PyTorch first: {name}: {}", describe(&row));
+                torch_rows.push(row);
+            }
+        }
+    }
+    let mut reports: Vec<BackendReport> = Vec::new();
     for (name, device) in args.backends.iter().zip(devices) {
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = is_cpu(name);
-        let mut torch_rows = Vec::new();
-        // Encoders and scoring: PyTorch's calls alternate with ours (`rival`); the other rows
-        // (training steps) are run whole by PyTorch right after ours (`log`).
+        // Encoders and scoring: PyTorch's calls alternate with ours (`rival`).
         let mut rival = |row: &str| {
             let peer = peer.as_ref()?;
             peer.borrow_mut().answer(|t| t.once(row))
         };
         let mut log = |m: &Measurement| {
             print_row(m);
-            if let Some(rate) = m.torch {
-                return print_torch(m, rate, false);
-            }
-            let Some(peer) = peer.as_ref().filter(|_| !m.skipped) else {
-                return;
-            };
-            if let Some(row) = peer.borrow_mut().answer(|t| t.measure(&m.name)) {
-                if let Some(rate) = row.value.or(row.extrapolated) {
-                    print_torch(m, rate, row.value.is_none());
-                }
-                torch_rows.push(row);
+            let rate = m.torch.map(|r| (r, false)).or_else(|| {
+                let row = torch_rows.iter().find(|r| r.name == m.name)?;
+                row.value
+                    .map(|r| (r, false))
+                    .or(row.extrapolated.map(|r| (r, true)))
+            });
+            if let Some((rate, extrapolated)) = rate.filter(|_| !m.skipped) {
+                print_torch(m, rate, extrapolated);
             }
         };
-        let report = rcar_bench::run(&cfg, name, &device, cpu, label, &mut log, &mut rival);
-        reports.push((report, torch_rows));
+        reports.push(rcar_bench::run(
+            &cfg, name, &device, cpu, label, &mut log, &mut rival,
+        ));
     }
     let torch_run = peer.map(|p| p.into_inner().torch.finish());
     let reports: Vec<BackendReport> = reports
         .into_iter()
-        .map(|(mut report, rows)| {
+        .map(|mut report| {
             if let Some(run) = &torch_run {
                 let cpu = is_cpu(&report.backend);
-                annotate(&mut report, run, &rows, cpu);
+                annotate(&mut report, run, &torch_rows, cpu);
             }
             println!("{}", report.markdown());
             report

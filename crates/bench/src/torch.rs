@@ -155,6 +155,12 @@ impl TorchPeer {
         self.ask(name, name)
     }
 
+    /// The rows it times only whole (the training steps).
+    pub fn whole_rows(&self) -> Vec<String> {
+        let single = |o: &String| self.single.contains(o);
+        self.offers.iter().filter(|o| !single(o)).cloned().collect()
+    }
+
     /// PyTorch's seconds for one call of the row named `name`, timed now (the script prepares the
     /// row and runs its warm-up the first time it is asked); `None` where it has no such row or
     /// times it only as a whole (the training steps).
@@ -284,8 +290,9 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
             ),
         };
         report.torch = Some(format!(
-            "torch {} {place}; same shapes, each row timed right after this project's; ratio = \
-             this project's rate / PyTorch's",
+            "torch {} {place}; same shapes; encoders and scoring timed call by call alternately \
+             with this project's, training steps before this project's rows; ratio = this \
+             project's rate / PyTorch's",
             s.torch
         ));
         if cpu_backend {
@@ -349,6 +356,7 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         assert_eq!(peer.once("b").unwrap(), Some(0.25));
         // `a` is timed only as a whole row.
         assert_eq!(peer.once("a").unwrap(), None);
+        assert_eq!(peer.whole_rows(), ["a"]);
         let run = peer.finish();
         assert_eq!(run.failure, None);
         assert_eq!(run.summary.map(|s| s.reference_gflops), Some(9.5));
