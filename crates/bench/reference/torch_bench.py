@@ -34,6 +34,7 @@ at a time (see serve()).
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -162,6 +163,15 @@ def release_free_memory():
         process.MallocExtension_ReleaseFreeMemory()
     elif hasattr(process, "malloc_trim"):
         process.malloc_trim(ctypes.c_size_t(0))
+
+
+def release_between_rows():
+    """--serve: gives back what a finished row left in malloc's cache. The bench's own rows run
+    while this process waits, and after PyTorch's batch-128 training step tcmalloc kept almost all
+    of the machine's memory, so the bench skipped rows for memory it did not have."""
+    if DEVICE.type == "cpu":
+        gc.collect()
+        release_free_memory()
 
 
 def peak_rss_reset():
@@ -374,9 +384,11 @@ def serve(a, rows, record):
             raise SystemExit(f"--serve: no row named {request!r}")
         if not once:
             record(runs[name](), quiet=True)  # the bench prints it beside its own
+            release_between_rows()
             continue
         if name not in prepared:
             prepared.clear()
+            release_between_rows()
             call, items, unit = prepared[name] = prepares[name]()
             for _ in range(a.warmup):
                 call()
