@@ -175,29 +175,35 @@ def release_between_rows():
 
 
 def peak_rss_reset():
+    """Starts a new peak; returns the memory in use now, which the peak starts from."""
     if DEVICE.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        return True
+        return torch.cuda.memory_allocated()
     release_free_memory()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
-        return False
+        pass
+    return status_bytes("VmRSS:") or 0
+
+
+def status_bytes(field):
+    """A size from /proc/self/status (`VmHWM:`, `VmRSS:`), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_bytes():
     if DEVICE.type == "cuda":
         return torch.cuda.max_memory_allocated()
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return status_bytes("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # Where the timed workloads run (--device); the parity check stays on the CPU.
@@ -210,17 +216,19 @@ def sync():
 
 
 def timed(fn, warmup, runs):
+    """Median seconds of fn's runs after the warm-up, their peak memory, and what was in use when
+    they started (the peak less this is what fn itself grew by)."""
     for _ in range(warmup):
         fn()
     sync()
-    peak_rss_reset()
+    base = peak_rss_reset()
     times = []
     for _ in range(max(runs, 1)):
         start = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), peak_rss_bytes()
+    return statistics.median(times), peak_rss_bytes(), base
 
 
 PRODUCTS = ("aten::addmm", "aten::bmm", "aten::mm")
@@ -279,17 +287,19 @@ def step_estimate(a, b):
     small, large = 16, 24
     if b <= large:
         return None, None
-    peaks, times = [], []
+    growths, times = [], []
     for n in (small, large):
-        t, peak = timed(train_step(a, n), a.warmup, a.runs)
-        peaks.append(peak)
+        t, peak, base = timed(train_step(a, n), a.warmup, a.runs)
+        # Each step's own growth: the absolute peaks also held what malloc kept from before, which
+        # differed between the two and put the estimate at 22 GB in one run and 48 in the next.
+        growths.append(peak - base)
         times.append(t)
-    slope = max(peaks[1] - peaks[0], 0) / (large * large - small * small)
+    slope = max(growths[1] - growths[0], 0) / (large * large - small * small)
     beta = (times[1] / large - times[0] / small) / (large - small)
     alpha = times[0] / small - beta * small
     if alpha < 0 or beta < 0:  # noise: fall back to the pairs alone
         alpha, beta = 0.0, times[1] / (large * large)
-    return peaks[1] + slope * (b * b - large * large), alpha * b + beta * b * b
+    return base + growths[1] + slope * (b * b - large * large), alpha * b + beta * b * b
 
 
 def host_ceiling():
@@ -316,7 +326,7 @@ def workloads(a):
     def by_calls(name, prepare):
         def run():
             call, items, unit = prepare()
-            t, _ = timed(call, a.warmup, a.runs)
+            t, _, _ = timed(call, a.warmup, a.runs)
             return name, items / t, unit, t
         return name, run, prepare
 
@@ -353,7 +363,7 @@ def workloads(a):
                       f" here; about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
                 return dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
                             extrapolated=b * b / seconds, extrapolated_seconds=seconds)
-            t, peak = timed(train_step(a, b), a.warmup, a.runs)
+            t, peak, _ = timed(train_step(a, b), a.warmup, a.runs)
             return label, b * b / t, "pairs/s", t, peak
         return label, run, None
 
@@ -455,7 +465,7 @@ def main():
     for shape in a.gemm.split(","):
         m, k, n = map(int, shape.split("x"))
         lhs, rhs = torch.rand(m, k, device=DEVICE), torch.rand(k, n, device=DEVICE)
-        t, _ = timed(lambda: torch.mm(lhs, rhs), a.warmup, a.runs)
+        t, _, _ = timed(lambda: torch.mm(lhs, rhs), a.warmup, a.runs)
         rate = 2.0 * m * k * n / t / 1e9
         row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
         best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
