@@ -73,9 +73,15 @@ impl BackendReport {
             self.reference = format!("{}; {how}: {gflops:.1} GFLOP/s", self.reference);
             return;
         }
+        // `reference` names the best first, then the others with their rates: the best moves
+        // down with its rate beside it.
+        let (best, others) = match self.reference.split_once("; ") {
+            Some((best, others)) => (best, format!("; {others}")),
+            None => (self.reference.as_str(), String::new()),
+        };
         self.reference = format!(
-            "{how}; {}: {:.1} GFLOP/s",
-            self.reference, self.reference_gflops
+            "{how}; {best}: {:.1} GFLOP/s{others}",
+            self.reference_gflops
         );
         self.reference_gflops = gflops;
         for m in &mut self.measurements {
@@ -138,5 +144,30 @@ fn seconds(s: f64) -> String {
         format!("{:.1} ms", s * 1e3)
     } else {
         format!("{s:.2} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reference_keeps_its_own_rate_as_faster_ones_arrive() {
+        let mut report = BackendReport {
+            backend: "flex".into(),
+            device: "cpu".into(),
+            reference_gflops: 200.0,
+            reference: "gemm".into(),
+            measurements: Vec::new(),
+            torch: None,
+        };
+        report.raise_reference(150.0, "gemm again");
+        report.raise_reference(230.0, "torch.mm");
+        report.raise_reference(240.0, "gemm, after");
+        assert_eq!(report.reference_gflops, 240.0);
+        assert_eq!(
+            report.reference,
+            "gemm, after; torch.mm: 230.0 GFLOP/s; gemm: 200.0 GFLOP/s; gemm again: 150.0 GFLOP/s"
+        );
     }
 }
