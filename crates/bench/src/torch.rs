@@ -377,20 +377,25 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         assert!(run.summary.is_none());
         let why = run.failure.clone().unwrap_or_default();
         assert!(why.contains("exit status: 3"), "{why}");
-        let mut report = BackendReport {
-            backend: "flex".into(),
-            device: "cpu".into(),
-            reference_gflops: 100.0,
-            reference: "gemm".into(),
-            measurements: vec![measurement("a", 3.0), measurement("b", 1.0)],
-            torch: None,
-        };
+        let mut report = report_of(vec![measurement("a", 3.0), measurement("b", 1.0)]);
         annotate(&mut report, &run, &[a], true);
         assert_eq!(report.measurements[0].ratio(), Some(1.5));
         assert_eq!(report.measurements[1].ratio(), None);
         let table = report.markdown();
         assert!(table.contains("PyTorch's run ended early"), "{table}");
         assert!(table.contains("| 2.0 | 1.50× |"), "{table}");
+    }
+
+    /// A report of `measurements` on the CPU, its reference 100 GFLOP/s.
+    fn report_of(measurements: Vec<Measurement>) -> BackendReport {
+        BackendReport {
+            backend: "flex".into(),
+            device: "cpu".into(),
+            reference_gflops: 100.0,
+            reference: "gemm".into(),
+            measurements,
+            torch: None,
+        }
     }
 
     fn measurement(name: &str, value: f64) -> Measurement {
@@ -406,14 +411,7 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
 
     #[test]
     fn a_batch_torch_could_not_hold_is_compared_with_its_extrapolated_rate() {
-        let mut report = BackendReport {
-            backend: "flex".into(),
-            device: "cpu".into(),
-            reference_gflops: 100.0,
-            reference: "gemm".into(),
-            measurements: vec![measurement("a", 300.0), measurement("b", 900.0)],
-            torch: None,
-        };
+        let mut report = report_of(vec![measurement("a", 300.0), measurement("b", 900.0)]);
         let rows = vec![
             torch_row(r#"{"row": {"name": "a", "value": 200.0, "unit": "pairs/s", "seconds": 1}}"#),
             torch_row(
