@@ -248,11 +248,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     // PyTorch's training steps run first, whole, while this process holds little memory: its
     // dense batch-128 step needs almost all of a 24 GiB machine, and the bench's own rows leave
-    // their freed memory with this process (`keep_freed_memory`). Beside it, PyTorch would have
-    // to extrapolate that step from batches 16 and 24, which put its rate off by 30% in one run.
+    // their freed memory with this process (`keep_freed_memory`). Beside them, PyTorch would have
+    // to extrapolate that step from batches 16 and 24, off by up to 2×. A step that fits beside
+    // the bench is then timed again, call by call with ours.
     let mut torch_rows: Vec<TorchRow> = Vec::new();
     if let Some(peer) = &peer {
-        let whole = peer.borrow().torch.whole_rows();
+        let whole = peer.borrow().torch.first_rows();
         for name in whole {
             if let Some(row) = peer.borrow_mut().answer(|t| t.measure(&name)) {
                 eprintln!("  PyTorch first: {name}: {}", describe(&row));
@@ -265,7 +266,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let label = device_name(&device);
         eprintln!("{name} on {label}:");
         let cpu = is_cpu(name);
-        // Encoders and scoring: PyTorch's calls alternate with ours (`rival`).
+        // PyTorch's calls alternate with ours (`rival`) where it has the row and room for it; a
+        // training step it skips beside the bench keeps its whole row from before.
         let mut rival = |row: &str| {
             let peer = peer.as_ref()?;
             peer.borrow_mut().answer(|t| t.once(row))

@@ -319,8 +319,8 @@ def host_ceiling():
 def workloads(a):
     """The rows after the reference products, in the Rust bench's order: (name, run, prepare). `run()`
     builds the row's model and inputs, times it and returns (name, value, unit, seconds[, peak]), or
-    a skipped row's dict. `prepare()`, for the rows timed one call at a time (encoders, scoring;
-    None for the training steps), builds them and returns (call, items, unit)."""
+    a skipped row's dict. `prepare()` builds them to be timed one call at a time and returns (call,
+    items, unit), or None for a training step too large to run beside the bench."""
     b, (ni, nc) = a.encode_batch, map(int, a.grid.split("x"))
 
     def by_calls(name, prepare):
@@ -365,7 +365,15 @@ def workloads(a):
                             extrapolated=b * b / seconds, extrapolated_seconds=seconds)
             t, peak, _ = timed(train_step(a, b), a.warmup, a.runs)
             return label, b * b / t, "pairs/s", t, peak
-        return label, run, None
+
+        def prepare():
+            # Beside the bench a step must leave room for it: None where it would not fit.
+            estimate, _ = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
+            ceiling = host_ceiling()
+            if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
+                return None
+            return train_step(a, b), b * b, "pairs/s"
+        return label, run, prepare
 
     yield encoder("image")
     yield encoder("text")
@@ -377,15 +385,20 @@ def workloads(a):
 
 
 def serve(a, rows, record):
-    """--serve: announces its rows ({"ready": {"rows": [...], "single": [...]}}), then answers each
-    line of stdin as it arrives, until stdin closes: NAME runs that row whole; once<TAB>NAME times
-    one call of it (a row in "single"; the row is built, and warmed up, the first time it is asked).
+    """--serve: announces its rows ({"ready": {"rows": [...], "single": [...], "first": [...]}}), then
+    answers each line of stdin as it arrives, until stdin closes: NAME runs that row whole; once<TAB>
+    NAME times one call of it (a row in "single"; the row is built, and warmed up, the first time it
+    is asked; a training step that would not fit beside the bench answers skipped). "first": the
+    rows to run whole before the bench's own, while it holds little memory.
     `cargo xtask bench --compare-torch` alternates its own timed calls with PyTorch's, so that the
     two sides of a ratio run within seconds of each other: this machine's speed moves by up to 2x
     over minutes, which one whole run after the other turned into the ratios."""
     runs = {name: run for name, run, _ in rows}
-    prepares = {name: prepare for name, _, prepare in rows if prepare is not None}
-    print(json.dumps(dict(ready=dict(rows=list(runs), single=list(prepares)))), flush=True)
+    prepares = {name: prepare for name, _, prepare in rows}
+    # The training steps are also offered whole, to run before the bench's own rows: the largest
+    # may fit in memory only then.
+    first = [name for name in runs if name.startswith("train step")]
+    print(json.dumps(dict(ready=dict(rows=list(runs), single=list(prepares), first=first))), flush=True)
     prepared = {}  # the one row being timed call by call
     for line in sys.stdin:
         request = line.rstrip("\n")
@@ -399,9 +412,12 @@ def serve(a, rows, record):
         if name not in prepared:
             prepared.clear()
             release_between_rows()
-            call, items, unit = prepared[name] = prepares[name]()
-            for _ in range(a.warmup):
-                call()
+            prepared[name] = prepares[name]()
+            for _ in range(a.warmup if prepared[name] else 0):
+                prepared[name][0]()
+        if prepared[name] is None:
+            record(dict(name=name, skipped=True))  # too large beside the bench
+            continue
         call, items, unit = prepared[name]
         sync()
         start = time.perf_counter()

@@ -64,6 +64,9 @@ struct Offers {
     rows: Vec<String>,
     /// Those it can time one call at a time (`once\tNAME`).
     single: Vec<String>,
+    /// Those to run whole before the bench's own rows.
+    #[serde(default)]
+    first: Vec<String>,
 }
 
 /// Checks that `python` runs and imports torch, with an error that says what to install.
@@ -89,9 +92,11 @@ pub struct TorchPeer {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
-    /// The rows it can run, by name, and those of them it can time one call at a time.
+    /// The rows it can run, by name, those it can time one call at a time, and those to run
+    /// whole before the bench's own rows.
     offers: Vec<String>,
     single: Vec<String>,
+    first: Vec<String>,
     /// Its summary once it ends.
     run: TorchRun,
 }
@@ -132,14 +137,19 @@ impl TorchPeer {
             stdout,
             offers: Vec::new(),
             single: Vec::new(),
+            first: Vec::new(),
             run: TorchRun::default(),
         };
         loop {
             match peer.next_line()? {
                 // The reference products', printed on stderr too; the summary keeps the best.
                 Some(Line::Row(_)) => {}
-                Some(Line::Ready(Offers { rows, single })) => {
-                    (peer.offers, peer.single) = (rows, single);
+                Some(Line::Ready(Offers {
+                    rows,
+                    single,
+                    first,
+                })) => {
+                    (peer.offers, peer.single, peer.first) = (rows, single, first);
                     return Ok(peer);
                 }
                 Some(Line::Summary(_)) | None => {
@@ -155,15 +165,15 @@ impl TorchPeer {
         self.ask(name, name)
     }
 
-    /// The rows it times only whole (the training steps).
-    pub fn whole_rows(&self) -> Vec<String> {
-        let single = |o: &String| self.single.contains(o);
-        self.offers.iter().filter(|o| !single(o)).cloned().collect()
+    /// The rows to run whole before the bench's own (the training steps: the largest may fit in
+    /// memory only while the bench is small).
+    pub fn first_rows(&self) -> Vec<String> {
+        self.first.clone()
     }
 
     /// PyTorch's seconds for one call of the row named `name`, timed now (the script prepares the
-    /// row and runs its warm-up the first time it is asked); `None` where it has no such row or
-    /// times it only as a whole (the training steps).
+    /// row and runs its warm-up the first time it is asked); `None` where it has no such row, or
+    /// skips it (a training step too large to run beside the bench).
     pub fn once(&mut self, name: &str) -> Result<Option<f64>, String> {
         if !self.single.iter().any(|o| o == name) {
             return Ok(None);
@@ -290,9 +300,9 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
             ),
         };
         report.torch = Some(format!(
-            "torch {} {place}; same shapes; encoders and scoring timed call by call alternately \
-             with this project's, training steps before this project's rows; ratio = this \
-             project's rate / PyTorch's",
+            "torch {} {place}; same shapes; timed call by call alternately with this project's \
+             (a training step too large to run beside it: whole, before this project's rows); \
+             ratio = this project's rate / PyTorch's",
             s.torch
         ));
         if cpu_backend {
@@ -316,7 +326,7 @@ mod tests {
         let script = format!(
             r#"#!/bin/sh
 echo '{{"row": {{"name": "torch.mm 1x1", "value": 1.0, "unit": "GFLOP/s", "seconds": 1}}}}'
-echo '{{"ready": {{"rows": ["a", "b"], "single": ["b"]}}}}'
+echo '{{"ready": {{"rows": ["a", "b", "c"], "single": ["b", "c"], "first": ["a"]}}}}'
 while read name; do {answer}; done
 echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflops": 9.5, "reference": "torch.mm"}}}}'
 "#
@@ -346,7 +356,9 @@ echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflop
         let python = stand_in(
             dir.path(),
             // A request `once<TAB>NAME` times one call: 0.25 s, against 0.5 s for a whole row.
-            r#"case "$name" in once*) name="${name#once?}"; s=0.25;; *) s=0.5;; esac
+            // `c` is a step too large to run beside the bench: skipped call by call.
+            r#"case "$name" in once*c) echo '{"row": {"name": "c", "skipped": true}}'; continue;;
+once*) name="${name#once?}"; s=0.25;; *) s=0.5;; esac
 echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         );
         let mut peer = TorchPeer::start(&python, &bench_config(), 2, "cpu", None).unwrap();
@@ -356,7 +368,8 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         assert_eq!(peer.once("b").unwrap(), Some(0.25));
         // `a` is timed only as a whole row.
         assert_eq!(peer.once("a").unwrap(), None);
-        assert_eq!(peer.whole_rows(), ["a"]);
+        assert_eq!(peer.once("c").unwrap(), None);
+        assert_eq!(peer.first_rows(), ["a"]);
         let run = peer.finish();
         assert_eq!(run.failure, None);
         assert_eq!(run.summary.map(|s| s.reference_gflops), Some(9.5));

@@ -120,8 +120,9 @@ pub fn direction_name(direction: Direction) -> &'static str {
 }
 
 /// Runs every measurement on `device`; `log` hears each row as it completes (runs take minutes on
-/// a CPU). The encoder and pair-scoring rows alternate each timed call with `rival`'s call of the
-/// same row, and take its median as their `torch` figure.
+/// a CPU). Every timed call alternates with `rival`'s call of the same row where it has one (the
+/// encoders, pair scoring, the training steps that fit beside this process), whose median becomes
+/// the row's `torch` figure.
 pub fn run(
     cfg: &BenchConfig,
     backend: &str,
@@ -201,7 +202,7 @@ pub fn run(
     // Training steps: forward, loss, backward, clipping, AdamW.
     let train = device.clone().autodiff();
     for &b in &cfg.train_batches {
-        for m in train_rows(cfg, b, &train, cpu_backend) {
+        for m in train_rows(cfg, b, &train, cpu_backend, rival) {
             push(m, &mut rows);
         }
     }
@@ -218,7 +219,7 @@ pub fn run(
         for &b in &cfg.train_batches {
             for &strategy in strategies {
                 push(
-                    step_row(&host_cfg, b, strategy, &train, cpu_backend),
+                    step_row(&host_cfg, b, strategy, &train, cpu_backend, rival),
                     &mut rows,
                 );
             }
@@ -268,13 +269,6 @@ fn measured_beside(
     let mut m = measured(name, items, unit, (seconds, peak));
     m.torch = theirs.map(|t| items as f64 / t);
     m
-}
-
-/// The median seconds of `f` (see [`median_seconds`]) and the peak memory over those runs.
-fn timed(device: &Device, repeats: Repeats, f: impl FnMut()) -> (f64, Option<Peak>) {
-    let mut seconds = 0.0;
-    let peak = peak_of(device, || seconds = median_seconds(device, repeats, f));
-    (seconds, peak)
 }
 
 /// The model's two dominant product shapes at the bench's grid (see [`reference`]).
@@ -396,6 +390,7 @@ fn step_row(
     strategy: Strategy,
     device: &Device,
     cpu_backend: bool,
+    rival: &mut Rival,
 ) -> Measurement {
     let name = format!(
         "train step {}, batch {b}{}",
@@ -427,7 +422,7 @@ fn step_row(
     }
     let pairs = Rc::new(Cell::new(0));
     let step = step_at(cfg, b, strategy, device, pairs.clone());
-    let mut m = measured(name, b * b, "pairs/s", timed(device, cfg.repeats, step));
+    let mut m = measured_beside(name, b * b, "pairs/s", device, cfg.repeats, rival, step);
     m.note = match strategy {
         Strategy::Sparse => format!(
             "hardest negatives, pair-sparse: {} of {} pairs back-propagated",
@@ -441,10 +436,16 @@ fn step_row(
 
 /// The training step at batch `b`, pair-sparse (as training runs it in hardest-negative mode) and
 /// dense, and the times of its encoders and of its loss.
-fn train_rows(cfg: &BenchConfig, b: usize, device: &Device, cpu_backend: bool) -> Vec<Measurement> {
+fn train_rows(
+    cfg: &BenchConfig,
+    b: usize,
+    device: &Device,
+    cpu_backend: bool,
+    rival: &mut Rival,
+) -> Vec<Measurement> {
     let r = cfg.repeats;
-    let sparse = step_row(cfg, b, Strategy::Sparse, device, cpu_backend);
-    let dense = step_row(cfg, b, Strategy::Dense, device, cpu_backend);
+    let sparse = step_row(cfg, b, Strategy::Sparse, device, cpu_backend, rival);
+    let dense = step_row(cfg, b, Strategy::Dense, device, cpu_backend, rival);
     let batch_images = images(cfg, b, device);
     let batch_captions = captions(cfg, b, 3);
 
