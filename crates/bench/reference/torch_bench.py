@@ -354,11 +354,17 @@ def workloads(a):
         steps = "baseline" if a.train_steps == 0 else f"{a.train_mode} {a.train_steps}"
         label = f"train step {a.train_direction} {steps}, batch {b}"
 
-        def run():
-            # The extrapolation guards this machine's memory; a GPU's runs out with a clear error.
+        def room():
+            """Whether the step fits in this machine's memory now, with the estimate behind it. The
+            extrapolation guards this machine's memory; a GPU's runs out with a clear error."""
             estimate, seconds = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
             ceiling = host_ceiling()
-            if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
+            fits = estimate is None or ceiling is None or estimate <= 0.9 * ceiling
+            return fits, estimate, ceiling, seconds
+
+        def run():
+            fits, estimate, ceiling, seconds = room()
+            if not fits:
                 print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB"
                       f" here; about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
                 return dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
@@ -368,11 +374,7 @@ def workloads(a):
 
         def prepare():
             # Beside the bench a step must leave room for it: None where it would not fit.
-            estimate, _ = step_estimate(a, b) if DEVICE.type == "cpu" else (None, None)
-            ceiling = host_ceiling()
-            if estimate is not None and ceiling is not None and estimate > 0.9 * ceiling:
-                return None
-            return train_step(a, b), b * b, "pairs/s"
+            return (train_step(a, b), b * b, "pairs/s") if room()[0] else None
         return label, run, prepare
 
     yield encoder("image")
@@ -486,11 +488,12 @@ def main():
         row(f"torch.mm {m}×{k}·{k}×{n}", rate, "GFLOP/s", t)
         best = max(best, (rate, f"{m}×{k}·{k}×{n}"))
 
-    rows = list(workloads(a))
+    # Not `rows`: that is the list `row_of` fills.
+    planned = list(workloads(a))
     if a.serve:
-        serve(a, rows, record)
+        serve(a, planned, record)
     else:
-        for _, run, _ in rows:
+        for _, run, _ in planned:
             record(run())
 
     preload = os.environ.get("LD_PRELOAD", "")
