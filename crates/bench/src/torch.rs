@@ -85,9 +85,9 @@ pub fn check_python(python: &str) -> Result<(), String> {
 }
 
 /// The script, started with `--serve` on the bench's shapes: it times the reference products at
-/// once, then each row the bench names right after the bench times its own, so the two sides of a
-/// ratio run seconds apart rather than minutes (this machine's speed drifts by up to 2× over
-/// minutes).
+/// once, then what the bench asks for — a whole row, or one call of a row between two of the
+/// bench's own — so that the two sides of a ratio run seconds apart rather than minutes (this
+/// machine's speed drifts by up to 2× over minutes).
 pub struct TorchPeer {
     child: Child,
     stdin: Option<ChildStdin>,

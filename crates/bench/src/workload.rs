@@ -147,13 +147,13 @@ pub fn run(
     let b = cfg.encode_batch;
     let batch_images = images(cfg, b, device);
     let name = format!("image encoder, batch {b}");
-    let m = measured_beside(name, b, "images/s", device, r, rival, || {
+    let m = measured(name, b, "images/s", device, r, rival, || {
         touch(model.encode_images(batch_images.clone()))
     });
     push(m, &mut rows);
     let batch_captions = captions(cfg, b, 1);
     let name = format!("text encoder, batch {b}");
-    let m = measured_beside(name, b, "captions/s", device, r, rival, || {
+    let m = measured(name, b, "captions/s", device, r, rival, || {
         touch(model.encode_tokens(&batch_captions, device))
     });
     push(m, &mut rows);
@@ -183,7 +183,7 @@ pub fn run(
         );
         let chunk = (ni * nc).div_ceil(workers);
         let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
-        let mut m = measured_beside(name, ni * nc, "pairs/s", device, r, rival, || {
+        let mut m = measured(name, ni * nc, "pairs/s", device, r, rival, || {
             score(&model, &encoded, chunk, workers, None, &mut Silent);
         });
         m.note = format!("{workers} scoring thread(s)");
@@ -238,22 +238,10 @@ pub fn run(
     report
 }
 
-/// The row of a call that handles `items` in the median time of `timing`, with its peak memory.
-fn measured(
-    name: String,
-    items: usize,
-    unit: &'static str,
-    (seconds, peak): (f64, Option<Peak>),
-) -> Measurement {
-    let mut m = Measurement::new(name, items as f64 / seconds, unit, seconds);
-    m.memory = peak;
-    m
-}
-
-/// [`measured`] with each timed call alternating with `rival`'s (see [`median_beside`]), whose
-/// median rate becomes the row's `torch`.
+/// The row of a call that handles `items`: its median time and peak memory, each timed call
+/// alternating with `rival`'s (see [`median_beside`]), whose median rate becomes the row's `torch`.
 #[allow(clippy::too_many_arguments)]
-fn measured_beside(
+fn measured(
     name: String,
     items: usize,
     unit: &'static str,
@@ -266,7 +254,8 @@ fn measured_beside(
     let peak = peak_of(device, || {
         (seconds, theirs) = median_beside(device, repeats, &name, rival, f)
     });
-    let mut m = measured(name, items, unit, (seconds, peak));
+    let mut m = Measurement::new(name, items as f64 / seconds, unit, seconds);
+    m.memory = peak;
     m.torch = theirs.map(|t| items as f64 / t);
     m
 }
@@ -422,7 +411,7 @@ fn step_row(
     }
     let pairs = Rc::new(Cell::new(0));
     let step = step_at(cfg, b, strategy, device, pairs.clone());
-    let mut m = measured_beside(name, b * b, "pairs/s", device, cfg.repeats, rival, step);
+    let mut m = measured(name, b * b, "pairs/s", device, cfg.repeats, rival, step);
     m.note = match strategy {
         Strategy::Sparse => format!(
             "hardest negatives, pair-sparse: {} of {} pairs back-propagated",
