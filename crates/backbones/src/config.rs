@@ -157,6 +157,19 @@ where
 }
 
 impl ModelConfig {
+    /// A generous count of the float32 intermediates one pair holds at a time, for `q` query and
+    /// `c` context tokens: what sizes the blocks of the pair grid to a memory budget.
+    pub fn floats_per_pair(&self, q: usize, c: usize) -> usize {
+        let (e, s) = (self.embed_size, self.sim_dim);
+        match self.host {
+            Host::Scan => 4 * q * c + 8 * q * e + 6 * q * s + c * e,
+            // SGR's node graph is (q + 1)² per step; SAF's nodes are q + 1 vectors.
+            Host::Saf | Host::Sgr => {
+                4 * q * c + 6 * q * e + 8 * (q + 1) * s + 4 * (q + 1) * (q + 1) + c * e
+            }
+        }
+    }
+
     /// λ₀ of the configured direction.
     pub fn smooth(&self) -> f64 {
         match self.direction {

@@ -166,22 +166,6 @@ impl Matcher {
         })
     }
 
-    /// A generous count of the float32 intermediates one pair holds at a time, for `q` query and
-    /// `c` context tokens: what sizes the blocks of the pair grid to a memory budget.
-    pub fn floats_per_pair(&self, q: usize, c: usize) -> usize {
-        match self {
-            Self::Rcar(m) => {
-                let (e, s) = (m.config.embed_size, m.config.sim_dim);
-                4 * q * c + 8 * q * e + 6 * q * s + c * e
-            }
-            Self::Sgraf(m) => {
-                let (e, s) = (m.config.embed_size, m.config.sim_dim);
-                // SGR's node graph is (q + 1)² per step; SAF's nodes are q + 1 vectors.
-                4 * q * c + 6 * q * e + 8 * (q + 1) * s + 4 * (q + 1) * (q + 1) + c * e
-            }
-        }
-    }
-
     /// Scores of images `img` × captions `cap` of the encodings, rows images. `globals`: the
     /// encodings' global vectors, for SGRAF. `dropout`: RAR's pair-keyed dropout of a training
     /// step's scoring pass (`None` to evaluate).

@@ -23,9 +23,9 @@ script first checks that this batched model gives make_parity.py's scores (small
 direction), so the timings are of the same function.
 
 Rows, named as the Rust bench names them: the two encoders (inference), pair scoring of a grid
-(no_grad, eval mode) per direction and mode, the dense training step (all B^2 pairs with the graph,
-hardest-negative hinge, backward, global-norm clipping at 2.0, AdamW) at each batch, and torch's BLAS
-rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
+(no_grad, eval mode, in the Rust bench's blocks: --block-pairs) per direction and mode, the dense
+training step (all B^2 pairs with the graph, hardest-negative hinge, backward, global-norm clipping
+at 2.0, AdamW) at each batch, and torch's BLAS rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
 (training steps). Captions all have --words tokens, as in the Rust bench (no padding). Stdout: one
 JSON line per row as it is measured ({"row": ...}), then {"summary": ...}; --json also writes all.
 With --serve, the rows after the reference products run as stdin asks for them, whole or one call
@@ -112,6 +112,21 @@ class Model(nn.Module):
                 g = sim.rar_modules[s](u, g)
             scores = torch.sigmoid(sim.sim_eval_w(g)).squeeze(1)
         return scores.view(g_n, n)
+
+
+def block_ranges(attn_type, ni, nc, chunk, max_captions=256):
+    """The Rust bench's blocks of an ni x nc grid (`rcar_backbones::similarity::block_ranges`): up to
+    `chunk` pairs, t2i as whole images x up to 256 captions, i2t as whole captions x images, as
+    (image slice, caption slice)."""
+    t2i = attn_type == "t2i"
+    groups, items = (ni, nc) if t2i else (nc, ni)
+    max_groups, max_items = (groups, max_captions) if t2i else (max_captions, items)
+    items_per = max(1, min(chunk, items, max_items))
+    groups_per = min(max(1, chunk // items_per), max_groups)
+    for g in range(0, groups, groups_per):
+        for i in range(0, items, items_per):
+            gs, its = slice(g, min(g + groups_per, groups)), slice(i, min(i + items_per, items))
+            yield (gs, its) if t2i else (its, gs)
 
 
 def make_opt(a, attn_type, mode, steps):
@@ -346,7 +361,19 @@ def workloads(a):
             with torch.no_grad():
                 img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
                 cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
-            return torch.no_grad()(lambda: model.block(img, cap)), ni * nc, "pairs/s"
+            chunk = dict(kv.split("=") for kv in a.block_pairs.split(",") if kv).get(attn_type)
+            blocks = list(block_ranges(attn_type, ni, nc, int(chunk) if chunk else ni * nc))
+
+            @torch.no_grad()
+            def call():
+                scores = torch.empty(ni, nc, device=DEVICE)
+                for images, captions in blocks:
+                    scores[images, captions] = model.block(img[images], cap[captions])
+                return scores
+            with torch.no_grad():
+                whole = model.block(img, cap)
+            assert torch.allclose(call(), whole, atol=1e-5), "the blocks give the whole grid's scores"
+            return call, ni * nc, "pairs/s"
         steps_name = "baseline" if steps == 0 else f"{mode} {steps}"
         return by_calls(f"similarity {attn_type} {steps_name}, {ni}×{nc}", prepare)
 
@@ -449,6 +476,9 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
     p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
+    p.add_argument("--block-pairs", dest="block_pairs", default="",
+                   help="pairs per scoring block by direction, as the Rust bench's, e.g. t2i=85,i2t=28 "
+                        "(a direction not named: the whole grid in one block)")
     p.add_argument("--json")
     p.add_argument("--serve", action="store_true",
                    help="after the reference products, run the rows named on stdin, one per line")

@@ -3,7 +3,8 @@
 //! machine, shapes and threads, so that every row both ran gets a ratio measured side by side.
 
 use crate::report::BackendReport;
-use crate::workload::{direction_name, mode_name, reference_shapes, BenchConfig};
+use crate::workload::{direction_name, mode_name, reference_shapes, scoring_chunk, BenchConfig};
+use rcar_backbones::{Direction, Host, ModelConfig};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::Path;
@@ -234,6 +235,21 @@ fn script_args(cfg: &BenchConfig, threads: usize, device: &str) -> Vec<String> {
     let batches: Vec<String> = cfg.train_batches.iter().map(usize::to_string).collect();
     let mode = mode_name(m.mode, m.steps);
     let (mode, steps) = mode.split_once(' ').unwrap_or(("only_rcr", "0"));
+    // The blocks this project scores in on a device of PyTorch's kind: one thread per core on the
+    // CPU, one on a GPU.
+    let cpu = device == "cpu";
+    let blocks: Vec<String> = [Direction::T2i, Direction::I2t]
+        .into_iter()
+        .map(|direction| {
+            let mc = ModelConfig {
+                direction,
+                host: Host::Scan,
+                ..m.clone()
+            };
+            let chunk = scoring_chunk(cfg, &mc, cpu, if cpu { threads } else { 1 });
+            format!("{}={chunk}", direction_name(direction))
+        })
+        .collect();
     [
         ("--threads", threads.to_string()),
         ("--img-dim", m.img_dim.to_string()),
@@ -253,6 +269,7 @@ fn script_args(cfg: &BenchConfig, threads: usize, device: &str) -> Vec<String> {
         ("--runs", cfg.repeats.runs.to_string()),
         ("--gemm", shapes.join(",")),
         ("--device", device.to_string()),
+        ("--block-pairs", blocks.join(",")),
     ]
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
@@ -300,7 +317,7 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
             ),
         };
         report.torch = Some(format!(
-            "torch {} {place}; same shapes; timed call by call alternately with this project's \
+            "torch {} {place}; same shapes and scoring blocks; timed call by call alternately with this project's \
              (a training step too large to run beside it: whole, before this project's rows); \
              ratio = this project's rate / PyTorch's",
             s.torch
@@ -348,6 +365,27 @@ echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflop
             repeats: Repeats { warmup: 0, runs: 1 },
             seed: 0,
         }
+    }
+
+    #[test]
+    fn pytorch_scores_in_the_blocks_this_project_uses_on_a_device_of_its_kind() {
+        let paper =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/f30k_t2i_rcar.json");
+        let cfg = BenchConfig {
+            model: TrainConfig::load(&paper).unwrap().model,
+            words: 12,
+            grid: (16, 64),
+            ..bench_config()
+        };
+        let blocks = |device| {
+            let args = script_args(&cfg, 2, device);
+            let at = args.iter().position(|a| a == "--block-pairs").unwrap();
+            args[at + 1].clone()
+        };
+        // The CPU: 1,024 query rows at most (12 words a pair in t2i, 36 regions in i2t).
+        assert_eq!(blocks("cpu"), "t2i=85,i2t=28");
+        // A GPU: one thread, the evaluation's 1 GiB over each pair's intermediates, at most the grid.
+        assert_eq!(blocks("cuda"), "t2i=1024,i2t=737");
     }
 
     #[test]

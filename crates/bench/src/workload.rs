@@ -11,8 +11,8 @@ use rand::Rng;
 use rcar_backbones::sgraf::SMOOTH;
 use rcar_backbones::{Direction, Host, Matcher, Mode, ModelConfig};
 use rcar_data::batch::{derive_rng, TokenBatch};
-use rcar_eval::encode::{score, Encoded};
-use rcar_eval::{default_workers, Silent};
+use rcar_eval::encode::{pairs_per_block, score, Encoded};
+use rcar_eval::{default_workers, EvalOptions, Silent};
 use rcar_regulators::PairDropout;
 use rcar_train::config::OptimizerKind;
 use rcar_train::{
@@ -48,6 +48,19 @@ pub struct BenchConfig {
     pub train_batches: Vec<usize>,
     pub repeats: Repeats,
     pub seed: u64,
+}
+
+/// Pairs per scoring block of `mc` at the bench's grid, sized as the evaluation sizes them on a
+/// backend of this kind (`cpu`) with `workers` scoring threads, at most one block per thread. The
+/// PyTorch script scores in the same blocks (`TorchPeer`).
+pub fn scoring_chunk(cfg: &BenchConfig, mc: &ModelConfig, cpu: bool, workers: usize) -> usize {
+    let tokens = match mc.direction {
+        Direction::T2i => (cfg.words, cfg.regions),
+        Direction::I2t => (cfg.regions, cfg.words),
+    };
+    let (ni, nc) = cfg.grid;
+    let budget = EvalOptions::default().mem_budget / workers.max(1);
+    pairs_per_block(mc, tokens, budget, cpu).min((ni * nc).div_ceil(workers.max(1)))
 }
 
 /// Region features `[n, R, d]`.
@@ -158,7 +171,7 @@ pub fn run(
     });
     push(m, &mut rows);
 
-    // Pair scoring on encoded inputs, as the evaluation does it: one block per thread.
+    // Pair scoring on encoded inputs, in the evaluation's blocks (at most one per thread).
     let (ni, nc) = cfg.grid;
     let workers = default_workers(device);
     let scan = [Direction::T2i, Direction::I2t]
@@ -181,12 +194,12 @@ pub fn run(
             model.encode_tokens(&caps, device),
             caps.lengths.clone(),
         );
-        let chunk = (ni * nc).div_ceil(workers);
+        let chunk = scoring_chunk(cfg, &mc, *device == Device::flex(), workers);
         let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
         let mut m = measured(name, ni * nc, "pairs/s", device, r, rival, || {
             score(&model, &encoded, chunk, workers, None, &mut Silent);
         });
-        m.note = format!("{workers} scoring thread(s)");
+        m.note = format!("{workers} scoring thread(s), blocks of ≤ {chunk} pairs");
         if mc.host == Host::Scan {
             let gflops = flops::per_pair(&mc, cfg.regions, cfg.words) * m.value / 1e9;
             m.gflops = Some(gflops);
