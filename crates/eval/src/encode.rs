@@ -112,12 +112,14 @@ pub fn encode(
     })
 }
 
-/// Query rows (pairs × query tokens) of a block on the CPU backend, at most. Each core scores its
-/// own block through products and element-wise passes over `[rows, E]` tensors; blocks of 512
-/// pairs (18,432 rows in i2t) were slower. Alternated with those in one process on 2 cores: i2t
-/// scoring 1.10–1.25× faster at 512–2,048 rows, t2i 1.00–1.14×, an i2t training step at batch 128
-/// 1.04–1.16×. A GPU keeps large blocks: its cost is per kernel launch.
-pub const CPU_BLOCK_ROWS: usize = 1024;
+/// Bytes of a block's `[rows, E]` float32 tensors on the CPU backend, at most (rows: pairs × query
+/// tokens): 1,024 rows at E = 1024. Each core scores its own block through products and
+/// element-wise passes over such tensors; blocks of 512 pairs (18,432 rows in i2t) were slower.
+/// Alternated with those in one process on 2 cores: i2t scoring 1.10–1.25× faster at 512–2,048
+/// rows, t2i 1.00–1.14×, an i2t training step at batch 128 1.04–1.16×. In bytes rather than rows,
+/// so that a small model (the demo's E = 128) keeps blocks large enough to outweigh each block's
+/// fixed cost. A GPU keeps large blocks: its cost is per kernel launch.
+pub const CPU_BLOCK_BYTES: usize = 4 << 20;
 
 /// Pairs per chunk that keep the similarity pass within `budget` bytes, for the query and context
 /// lengths of `encoded` ([`pairs_per_block`] on its device).
@@ -133,8 +135,8 @@ pub fn chunk_for_budget(model: &Matcher, encoded: &Encoded, budget: usize) -> us
 }
 
 /// Pairs per block of the grid for `q` query and `c` context tokens: within `budget` bytes
-/// ([`ModelConfig::floats_per_pair`]), and on the CPU backend no more than [`CPU_BLOCK_ROWS`]
-/// query rows.
+/// ([`ModelConfig::floats_per_pair`]), and on the CPU backend within [`CPU_BLOCK_BYTES`] per
+/// `[pairs × q, E]` tensor.
 pub fn pairs_per_block(
     config: &ModelConfig,
     (q, c): (usize, usize),
@@ -143,7 +145,8 @@ pub fn pairs_per_block(
 ) -> usize {
     let pairs = (budget / (4 * config.floats_per_pair(q, c))).max(1);
     if cpu {
-        pairs.min((CPU_BLOCK_ROWS / q.max(1)).max(1))
+        let rows = CPU_BLOCK_BYTES / (4 * config.embed_size.max(1));
+        pairs.min((rows / q.max(1)).max(1))
     } else {
         pairs
     }
@@ -252,4 +255,32 @@ pub fn on_threads<J: Sync, H: Clone + Send, R: Send>(
             sink(job, result);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcar_backbones::Mode;
+
+    #[test]
+    fn a_cpu_block_is_sized_to_its_tensors_bytes_and_a_gpu_block_to_the_budget() {
+        let config = |direction, e| {
+            ModelConfig::new(8482, direction, Mode::CoopRcar, 2)
+                .with_embed_size(e)
+                .with_sim_dim(e / 4)
+        };
+        let budget = 1 << 29;
+        // At E = 1024, 1,024 query rows: 12 words a pair in t2i, 36 regions in i2t.
+        let paper_t2i = config(Direction::T2i, 1024);
+        assert_eq!(pairs_per_block(&paper_t2i, (12, 36), budget, true), 85);
+        let paper_i2t = config(Direction::I2t, 1024);
+        assert_eq!(pairs_per_block(&paper_i2t, (36, 12), budget, true), 28);
+        // At the demo's E = 128, eight times the rows.
+        let demo = config(Direction::T2i, 128);
+        assert_eq!(pairs_per_block(&demo, (12, 36), budget, true), 682);
+        // A GPU: the budget alone (t2i at E = 1024: 155,328 floats a pair).
+        assert_eq!(pairs_per_block(&paper_t2i, (12, 36), budget, false), 864);
+        // A budget smaller than the cap decides on the CPU too.
+        assert_eq!(pairs_per_block(&paper_i2t, (36, 12), 1 << 24, true), 11);
+    }
 }
