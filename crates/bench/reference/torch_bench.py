@@ -25,9 +25,10 @@ direction), so the timings are of the same function.
 Rows, named as the Rust bench names them: the two encoders (inference), pair scoring of a grid
 (no_grad, eval mode, in the Rust bench's blocks: --block-pairs) per direction and mode, the dense
 training step (all B^2 pairs with the graph, hardest-negative hinge, backward, global-norm clipping
-at 2.0, AdamW) at each batch, and torch's BLAS rate on the Rust bench's reference product shapes. Each row: median seconds, peak resident memory
-(training steps). Captions all have --words tokens, as in the Rust bench (no padding). Stdout: one
-JSON line per row as it is measured ({"row": ...}), then {"summary": ...}; --json also writes all.
+at 2.0, AdamW) at each batch, and torch's BLAS rate on the Rust bench's reference product shapes.
+Each row: median seconds, peak resident memory (training steps). Captions all have --words tokens,
+as in the Rust bench (no padding). Stdout: one JSON line per row as it is measured ({"row": ...}),
+then {"summary": ...}; --json also writes all.
 With --serve, the rows after the reference products run as stdin asks for them, whole or one call
 at a time (see serve()).
 """

@@ -317,9 +317,9 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
             ),
         };
         report.torch = Some(format!(
-            "torch {} {place}; same shapes and scoring blocks; timed call by call alternately with this project's \
-             (a training step too large to run beside it: whole, before this project's rows); \
-             ratio = this project's rate / PyTorch's",
+            "torch {} {place}; same shapes and scoring blocks; timed call by call alternately \
+             with this project's (a training step too large to run beside it: whole, before this \
+             project's rows); ratio = this project's rate / PyTorch's",
             s.torch
         ));
         if cpu_backend {
@@ -382,7 +382,8 @@ echo '{{"summary": {{"torch": "0", "threads": 2, "blas": "MKL", "reference_gflop
             let at = args.iter().position(|a| a == "--block-pairs").unwrap();
             args[at + 1].clone()
         };
-        // The CPU: 1,024 query rows at most (12 words a pair in t2i, 36 regions in i2t).
+        // The CPU: 4 MiB per `[rows, E]` tensor, 1,024 query rows at E = 1024 (12 words a pair
+        // in t2i, 36 regions in i2t).
         assert_eq!(blocks("cpu"), "t2i=85,i2t=28");
         // A GPU: one thread, the evaluation's 1 GiB over each pair's intermediates, at most the grid.
         assert_eq!(blocks("cuda"), "t2i=1024,i2t=737");
