@@ -13,6 +13,16 @@ pub enum Direction {
     I2t,
 }
 
+impl Direction {
+    /// Query and context tokens of a pair, for `regions` image regions and `words` caption tokens.
+    pub fn query_and_context(self, regions: usize, words: usize) -> (usize, usize) {
+        match self {
+            Self::T2i => (words, regions),
+            Self::I2t => (regions, words),
+        }
+    }
+}
+
 /// The backbone whose cross attention and aggregation score a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,14 +2,11 @@
 //! Element-wise work is not counted: the share of the reference rate this gives says how much of
 //! the step is spent in products at all.
 
-use rcar_backbones::{Direction, Mode, ModelConfig};
+use rcar_backbones::{Mode, ModelConfig};
 
 /// `regions` image regions, `words` tokens per caption.
 pub fn per_pair(cfg: &ModelConfig, regions: usize, words: usize) -> f64 {
-    let (q, c) = match cfg.direction {
-        Direction::T2i => (words, regions),
-        Direction::I2t => (regions, words),
-    } as (usize, usize);
+    let (q, c) = cfg.direction.query_and_context(regions, words);
     let (q, c, e, s) = (
         q as f64,
         c as f64,

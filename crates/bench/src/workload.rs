@@ -12,7 +12,7 @@ use rcar_backbones::sgraf::SMOOTH;
 use rcar_backbones::{Direction, Host, Matcher, Mode, ModelConfig};
 use rcar_data::batch::{derive_rng, TokenBatch};
 use rcar_eval::encode::{pairs_per_block, score, Encoded};
-use rcar_eval::{default_workers, EvalOptions, Silent};
+use rcar_eval::{default_workers, on_cpu, EvalOptions, Silent};
 use rcar_regulators::PairDropout;
 use rcar_train::config::OptimizerKind;
 use rcar_train::{
@@ -54,10 +54,7 @@ pub struct BenchConfig {
 /// backend of this kind (`cpu`) with `workers` scoring threads, at most one block per thread. The
 /// PyTorch script scores in the same blocks (`TorchPeer`).
 pub fn scoring_chunk(cfg: &BenchConfig, mc: &ModelConfig, cpu: bool, workers: usize) -> usize {
-    let tokens = match mc.direction {
-        Direction::T2i => (cfg.words, cfg.regions),
-        Direction::I2t => (cfg.regions, cfg.words),
-    };
+    let tokens = mc.direction.query_and_context(cfg.regions, cfg.words);
     let (ni, nc) = cfg.grid;
     let budget = EvalOptions::default().mem_budget / workers.max(1);
     pairs_per_block(mc, tokens, budget, cpu).min((ni * nc).div_ceil(workers.max(1)))
@@ -194,7 +191,7 @@ pub fn run(
             model.encode_tokens(&caps, device),
             caps.lengths.clone(),
         );
-        let chunk = scoring_chunk(cfg, &mc, *device == Device::flex(), workers);
+        let chunk = scoring_chunk(cfg, &mc, on_cpu(device), workers);
         let name = format!("similarity {}, {ni}×{nc}", model_name(&mc));
         let mut m = measured(name, ni * nc, "pairs/s", device, r, rival, || {
             score(&model, &encoded, chunk, workers, None, &mut Silent);

@@ -3,10 +3,11 @@
 
 use crate::metrics::SimMatrix;
 use crate::progress::Progress;
+use crate::protocol::on_cpu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rcar_backbones::matcher::Globals;
 use rcar_backbones::similarity::block_ranges;
-use rcar_backbones::{Direction, Matcher, ModelConfig};
+use rcar_backbones::{Matcher, ModelConfig};
 use rcar_data::batch::{eval_captions, eval_images};
 use rcar_data::split::{Split, CAPTIONS_PER_IMAGE};
 use rcar_data::DataError;
@@ -126,12 +127,13 @@ pub const CPU_BLOCK_BYTES: usize = 4 << 20;
 pub fn chunk_for_budget(model: &Matcher, encoded: &Encoded, budget: usize) -> usize {
     let [_, regions, _] = encoded.images.dims();
     let [_, words, _] = encoded.captions.dims();
-    let tokens = match model.direction() {
-        Direction::T2i => (words, regions),
-        Direction::I2t => (regions, words),
-    };
-    let cpu = encoded.images.device().without_autodiff() == Device::flex();
-    pairs_per_block(model.config(), tokens, budget, cpu)
+    let tokens = model.direction().query_and_context(regions, words);
+    pairs_per_block(
+        model.config(),
+        tokens,
+        budget,
+        on_cpu(&encoded.images.device()),
+    )
 }
 
 /// Pairs per block of the grid for `q` query and `c` context tokens: within `budget` bytes
@@ -260,7 +262,7 @@ pub fn on_threads<J: Sync, H: Clone + Send, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcar_backbones::Mode;
+    use rcar_backbones::{Direction, Mode};
 
     #[test]
     fn a_cpu_block_is_sized_to_its_tensors_bytes_and_a_gpu_block_to_the_budget() {

@@ -13,4 +13,4 @@ pub mod sims;
 
 pub use metrics::{Metrics, Recall, SimMatrix};
 pub use progress::{Progress, Silent};
-pub use protocol::{default_workers, evaluate, metrics_of, EvalOptions, Report};
+pub use protocol::{default_workers, evaluate, metrics_of, on_cpu, EvalOptions, Report};

@@ -30,10 +30,16 @@ pub struct EvalOptions {
     pub workers: Option<usize>,
 }
 
+/// Whether `device` (with or without autodiff) is the CPU backend, whose scoring runs a block per
+/// core ([`default_workers`]) in blocks sized to the cores' caches ([`crate::encode::pairs_per_block`]).
+pub fn on_cpu(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
 /// One thread per core on the CPU backend, whose element-wise operations run on one core each;
 /// one elsewhere (a GPU runs a block on all its cores already).
 pub fn default_workers(device: &Device) -> usize {
-    if *device == Device::flex() {
+    if on_cpu(device) {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         1
