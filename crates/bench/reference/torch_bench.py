@@ -47,6 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blocks import block_pairs, block_ranges
+
 MODES = [("only_rcr", 0), ("only_rar", 2), ("only_rcr", 2), ("coop_rcar", 2)]
 
 
@@ -113,21 +115,6 @@ class Model(nn.Module):
                 g = sim.rar_modules[s](u, g)
             scores = torch.sigmoid(sim.sim_eval_w(g)).squeeze(1)
         return scores.view(g_n, n)
-
-
-def block_ranges(attn_type, ni, nc, chunk, max_captions=256):
-    """The Rust bench's blocks of an ni x nc grid (`rcar_backbones::similarity::block_ranges`): up to
-    `chunk` pairs, t2i as whole images x up to 256 captions, i2t as whole captions x images, as
-    (image slice, caption slice)."""
-    t2i = attn_type == "t2i"
-    groups, items = (ni, nc) if t2i else (nc, ni)
-    max_groups, max_items = (groups, max_captions) if t2i else (max_captions, items)
-    items_per = max(1, min(chunk, items, max_items))
-    groups_per = min(max(1, chunk // items_per), max_groups)
-    for g in range(0, groups, groups_per):
-        for i in range(0, items, items_per):
-            gs, its = slice(g, min(g + groups_per, groups)), slice(i, min(i + items_per, items))
-            yield (gs, its) if t2i else (its, gs)
 
 
 def make_opt(a, attn_type, mode, steps):
@@ -362,8 +349,7 @@ def workloads(a):
             with torch.no_grad():
                 img = model.encode_images(torch.randn(ni, a.regions, a.img_dim, device=DEVICE))
                 cap = model.encode_captions(torch.randint(4, a.vocab_size, (nc, a.words), device=DEVICE))
-            chunk = dict(kv.split("=") for kv in a.block_pairs.split(",") if kv).get(attn_type)
-            blocks = list(block_ranges(attn_type, ni, nc, int(chunk) if chunk else ni * nc))
+            blocks = list(block_ranges(attn_type, ni, nc, a.block_pairs.get(attn_type, ni * nc)))
 
             @torch.no_grad()
             def call():
@@ -483,7 +469,7 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--gemm", default="12288x1024x256,12288x512x1024", help="MxKxN,... reference shapes")
     p.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
-    p.add_argument("--block-pairs", dest="block_pairs", default="",
+    p.add_argument("--block-pairs", dest="block_pairs", type=block_pairs, default={},
                    help="pairs per scoring block by direction, as the Rust bench's, e.g. t2i=85,i2t=28 "
                         "(a direction not named: the whole grid in one block)")
     p.add_argument("--json")

@@ -498,4 +498,56 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         assert!(table.contains("| ≈300.0 | ≈3.00× |"), "{table}");
         assert!(table.contains("| 200.0 | 1.50× |"), "{table}");
     }
+
+    /// `torch_bench.py` scores in blocks of its own (`reference/blocks.py`, which needs no torch);
+    /// they must be this project's, or the two sides would time different work.
+    #[test]
+    fn the_scripts_blocks_are_this_projects_blocks() {
+        use rcar_backbones::similarity::block_ranges;
+        use rcar_eval::encode::CAPTIONS_PER_BLOCK;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/blocks.py");
+        let grids = [
+            (16, 64),
+            (64, 16),
+            (1, 1),
+            (7, 300),
+            (300, 7),
+            (5, 1000),
+            (128, 640),
+        ];
+        let chunks = [1, 3, 28, 85, 256, 737, 1024, 100_000];
+        let cases: Vec<(Direction, usize, usize, usize)> = [Direction::T2i, Direction::I2t]
+            .into_iter()
+            .flat_map(|d| grids.map(|(ni, nc)| chunks.map(|chunk| (d, ni, nc, chunk))))
+            .flatten()
+            .collect();
+        let out = Command::new("python3")
+            .arg(&script)
+            .args(
+                cases
+                    .iter()
+                    .map(|(d, ni, nc, chunk)| format!("{},{ni},{nc},{chunk}", direction_name(*d))),
+            )
+            .output()
+            .expect("python3 runs (this test needs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8(out.stdout).unwrap();
+        let python: Vec<&str> = out.lines().collect();
+        assert_eq!(python.len(), cases.len());
+        for (&(direction, ni, nc, chunk), python) in cases.iter().zip(python) {
+            let rust: Vec<String> = block_ranges(direction, ni, nc, chunk, CAPTIONS_PER_BLOCK)
+                .into_iter()
+                .map(|(i, c)| format!("{} {} {} {}", i.start, i.end, c.start, c.end))
+                .collect();
+            assert_eq!(
+                python,
+                rust.join(";"),
+                "blocks of {direction:?} {ni}x{nc} in {chunk} pairs"
+            );
+        }
+    }
 }
