@@ -58,7 +58,8 @@ pub struct BenchArgs {
     #[arg(long, requires = "compare_torch")]
     torch_preload: Option<PathBuf>,
     /// Instead of the bench's rows, times one scoring block of `--config` piece by piece (each
-    /// attention pass, alignment pass, RCR, RAR, the two largest products) on each backend.
+    /// attention pass, alignment pass, RCR, RAR, the two largest products) on each backend: the
+    /// evaluation's first block of the grid, on one scoring thread as the evaluation runs it.
     #[arg(long, conflicts_with_all = ["compare_torch", "json", "markdown"])]
     profile: bool,
     /// Where PyTorch runs its side (`cpu`, or `cuda` to set a CUDA backend beside PyTorch on the

@@ -1,15 +1,18 @@
 //! Where one block of pair scoring spends its time, piece by piece (`cargo xtask bench --profile`):
-//! the block `bench` scores per thread, then each attention pass, alignment pass, RCR and RAR of it
+//! a block as the evaluation scores it, then each attention pass, alignment pass, RCR and RAR of it
 //! alone, and the two largest products with one element-wise pass for scale. The scoring rows say
 //! how fast; this says where the time goes.
 
 use crate::timing::median_seconds;
-use crate::workload::{captions, images, touch};
+use crate::workload::{captions, images, scoring_chunk, touch};
 use crate::BenchConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use rcar_backbones::attention::{attention_weights, cross_attention};
-use rcar_backbones::pairs::grid_pairs;
-use rcar_eval::default_workers;
+use rcar_backbones::pairs::{grid_pairs, PairBatch};
+use rcar_backbones::similarity::block_ranges;
+use rcar_backbones::Rcar;
+use rcar_eval::encode::{as_one_of, CAPTIONS_PER_BLOCK};
+use rcar_eval::{default_workers, on_cpu};
 use rcar_regulators::AttentionFactors;
 
 /// One timed piece: what it is, and its median seconds.
@@ -18,21 +21,45 @@ pub struct Piece {
     pub seconds: f64,
 }
 
-/// The pieces of one block of `cfg.model` (SCAN's host) on `device`: the grid's images shared
-/// among the scoring threads, against all its captions.
+/// The pieces of one block of `cfg.model` (SCAN's host) on `device`, the first of the grid's
+/// blocks as the evaluation scores it: sized as `eval` sizes blocks there, and with several scoring
+/// threads, timed on a thread of its own as each of them runs (its products on its core).
 pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
     let mc = &cfg.model;
-    let (n_img, n_cap) = (cfg.grid.0.div_ceil(default_workers(device)), cfg.grid.1);
-    let model = mc.init(device);
-    let caps = captions(cfg, n_cap, 2);
-    let pairs = grid_pairs(
+    let workers = default_workers(device);
+    let chunk = scoring_chunk(cfg, mc, on_cpu(device), workers);
+    let (img, cap) = block_ranges(
         mc.direction,
-        &model.encode_images(images(cfg, n_img, device)),
-        &model.encode_tokens(&caps, device),
-        &caps.lengths,
-        0..n_img,
-        0..n_cap,
-    );
+        cfg.grid.0,
+        cfg.grid.1,
+        chunk,
+        CAPTIONS_PER_BLOCK,
+    )
+    .swap_remove(0);
+    as_one_of(workers, || {
+        let model = mc.init(device);
+        let caps = captions(cfg, cap.len(), 2);
+        let pairs = grid_pairs(
+            mc.direction,
+            &model.encode_images(images(cfg, img.len(), device)),
+            &model.encode_tokens(&caps, device),
+            &caps.lengths,
+            0..img.len(),
+            0..cap.len(),
+        );
+        pieces(cfg, &model, &pairs, workers, device)
+    })
+}
+
+/// [`scoring_block`]'s pieces of the block `pairs`.
+fn pieces(
+    cfg: &BenchConfig,
+    model: &Rcar,
+    pairs: &PairBatch,
+    workers: usize,
+    device: &Device,
+) -> Vec<Piece> {
+    let mc = &cfg.model;
     let sim = &model.sim_enc;
     let plain = || AttentionFactors::initial(mc.smooth());
     let mut pieces = Vec::new();
@@ -40,21 +67,23 @@ pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
         let seconds = median_seconds(device, cfg.repeats, f);
         pieces.push(Piece { name, seconds });
     };
-    time(format!("whole block, {} pairs", n_img * n_cap), &mut || {
-        touch(sim.forward(mc, &pairs, None, None))
-    });
+    let (g, n) = pairs.shape();
+    time(
+        format!("whole block, {} pairs, one of {workers} thread(s)", g * n),
+        &mut || touch(sim.forward(mc, pairs, None, None)),
+    );
     time("attention weights, pass 0".into(), &mut || {
-        touch(attention_weights(&pairs, &plain()))
+        touch(attention_weights(pairs, &plain()))
     });
     time(
         "cross attention, pass 0 (weights included)".into(),
-        &mut || touch(cross_attention(&pairs, &plain())),
+        &mut || touch(cross_attention(pairs, &plain())),
     );
     time(
         "alignment vectors, pass 0 (cross attention included)".into(),
-        &mut || touch(sim.alignments[0].forward(&pairs, &plain())),
+        &mut || touch(sim.alignments[0].forward(pairs, &plain())),
     );
-    let u = sim.alignments[0].forward(&pairs, &plain());
+    let u = sim.alignments[0].forward(pairs, &plain());
     if let Some(rcr) = sim.rcrs.first() {
         time("RCR".into(), &mut || {
             touch(rcr.forward(u.clone(), plain()).channel.expect("RCR sets m"))
@@ -67,13 +96,13 @@ pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
         if let Some(second) = sim.alignments.get(1) {
             time(
                 "attention weights, pass 1 (RCR's factors)".into(),
-                &mut || touch(attention_weights(&pairs, &factors)),
+                &mut || touch(attention_weights(pairs, &factors)),
             );
             time("cross attention, pass 1".into(), &mut || {
-                touch(cross_attention(&pairs, &factors))
+                touch(cross_attention(pairs, &factors))
             });
             time("alignment vectors, pass 1".into(), &mut || {
-                touch(second.forward(&pairs, &factors))
+                touch(second.forward(pairs, &factors))
             });
         }
     }
@@ -126,8 +155,14 @@ mod tests {
         let device = Device::flex();
         let pieces = scoring_block(&cfg, &device);
         let names: Vec<&str> = pieces.iter().map(|p| p.name.as_str()).collect();
-        let block = 2usize.div_ceil(default_workers(&device)) * 3;
-        assert_eq!(names[0], format!("whole block, {block} pairs"));
+        // The evaluation's first block of the 2 × 3 grid: 1 image × 3 captions with two scoring
+        // threads (each at most half the grid), the whole grid with one.
+        let workers = default_workers(&device);
+        let block = 6usize.div_ceil(workers);
+        assert_eq!(
+            names[0],
+            format!("whole block, {block} pairs, one of {workers} thread(s)")
+        );
         for piece in ["RCR", "alignment vectors, pass 1", "RAR (one)"] {
             assert!(names.contains(&piece), "{piece} missing from {names:?}");
         }

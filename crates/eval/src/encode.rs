@@ -202,12 +202,17 @@ pub fn score(
     SimMatrix::new(n_img, n_cap, data)
 }
 
-/// A pool of one thread, for each of `threads` > 1 ([`on_threads`]); `None` for one thread, or
-/// where the thread cannot be started (the work then runs on the calling thread, on the shared pool).
-fn own_pool(threads: usize) -> Option<rayon::ThreadPool> {
-    (threads > 1)
+/// Runs `work` as each of `threads` scoring threads runs its blocks ([`on_threads`]): with more
+/// than one, on a rayon pool of its own thread, so that the CPU backend's products stay on its
+/// core; on the calling thread (the shared pool) for one, or where the thread cannot be started.
+pub fn as_one_of<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    let pool = (threads > 1)
         .then(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok())
-        .flatten()
+        .flatten();
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
 }
 
 /// A tensor's values, on the host.
@@ -247,10 +252,7 @@ pub fn on_threads<J: Sync, H: Clone + Send, R: Send>(
                     }
                 }
             };
-            scope.spawn(move || match own_pool(threads) {
-                Some(pool) => pool.install(run),
-                None => run(),
-            });
+            scope.spawn(move || as_one_of(threads, run));
         }
         drop(tx);
         for (job, result) in rx {
