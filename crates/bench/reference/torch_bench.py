@@ -282,12 +282,22 @@ def train_step(a, b):
     return step
 
 
+# The two batches a dense step too large to run is extrapolated from (step_estimate).
+ESTIMATE_BATCHES = (32, 48)
+
+
 def step_estimate(a, b):
     """Peak resident bytes and seconds of a dense step at batch b, extrapolated from steps at batches
-    16 and 24 (large enough for the pairs, b^2, to dominate), as the Rust bench estimates its peak.
+    32 and 48 (large enough for the pairs, b^2, to dominate), as the Rust bench estimates its peak.
     The time is fitted as alpha*b + beta*b^2 (encoders per item, pairs per pair) through the two
-    medians; None, None where b is small enough to run."""
-    small, large = 16, 24
+    medians; None, None where b is small enough to run.
+
+    The peaks are resident sets, which move by a few hundred MB with what malloc keeps, and the
+    slope through two batches multiplies that: from batches 16 and 24 the estimate at 128 is
+    (128^2 - 24^2) / (24^2 - 16^2) = 49 times the difference of their growths, and it read 20 GiB
+    run alone and 48 GiB inside the bench, for a step that needs 22 GB. From 32 and 48 it is 11
+    times, and each growth is four times as large against the same noise."""
+    small, large = ESTIMATE_BATCHES
     if b <= large:
         return None, None
     growths, times = [], []
@@ -388,7 +398,8 @@ def workloads(a):
                 print(f"  {label:<44} skipped: about {estimate / 2**30:.1f} GiB, {ceiling / 2**30:.1f} GiB"
                       f" here; about {seconds:.2f} s a step, extrapolated", file=sys.stderr, flush=True)
                 return dict(name=label, skipped=True, estimate=estimate, ceiling=ceiling,
-                            extrapolated=b * b / seconds, extrapolated_seconds=seconds)
+                            extrapolated=b * b / seconds, extrapolated_seconds=seconds,
+                            extrapolated_from=list(ESTIMATE_BATCHES))
             t, peak, _ = timed(train_step(a, b), a.warmup, a.runs)
             return label, b * b / t, "pairs/s", t, peak
 

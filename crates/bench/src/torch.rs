@@ -24,6 +24,9 @@ pub struct TorchRow {
     pub estimate: Option<f64>,
     /// The skipped row's rate as extrapolated from smaller batches (`step_estimate`).
     pub extrapolated: Option<f64>,
+    /// The batches it was extrapolated from.
+    #[serde(default)]
+    pub extrapolated_from: Vec<usize>,
     pub unit: Option<String>,
     pub seconds: Option<f64>,
 }
@@ -286,15 +289,20 @@ pub fn annotate(report: &mut BackendReport, run: &TorchRun, rows: &[TorchRow], c
         };
         match (row.skipped, row.estimate) {
             (true, Some(bytes)) => {
+                let from: Vec<String> =
+                    row.extrapolated_from.iter().map(usize::to_string).collect();
                 m.note = format!(
                     "{}{}PyTorch skipped it: about {:.1} GiB{}",
                     m.note,
                     if m.note.is_empty() { "" } else { "; " },
                     bytes / (1u64 << 30) as f64,
                     if row.extrapolated.is_some() {
-                        "; its rate (≈) extrapolated from batches 16 and 24"
+                        format!(
+                            "; its rate (≈) extrapolated from batches {}",
+                            from.join(" and ")
+                        )
                     } else {
-                        ""
+                        String::new()
                     }
                 );
                 m.torch = row.extrapolated;
@@ -468,7 +476,8 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
             torch_row(r#"{"row": {"name": "a", "value": 200.0, "unit": "pairs/s", "seconds": 1}}"#),
             torch_row(
                 r#"{"row": {"name": "b", "skipped": true, "estimate": 3.4e10, "ceiling": 2.4e10,
-                    "extrapolated": 300.0, "extrapolated_seconds": 54.6}}"#,
+                    "extrapolated": 300.0, "extrapolated_seconds": 54.6,
+                    "extrapolated_from": [32, 48]}}"#,
             ),
         ];
         let run = TorchRun {
@@ -490,7 +499,9 @@ echo "{\"row\": {\"name\": \"$name\", \"value\": 2.0, \"seconds\": $s}}""#,
         assert_eq!((a.ratio(), a.torch_extrapolated), (Some(1.5), false));
         assert_eq!((b.ratio(), b.torch_extrapolated), (Some(3.0), true));
         assert!(
-            b.note.contains("PyTorch skipped it: about 31.7 GiB"),
+            b.note.contains(
+                "PyTorch skipped it: about 31.7 GiB; its rate (≈) extrapolated from batches 32 and 48"
+            ),
             "{}",
             b.note
         );
