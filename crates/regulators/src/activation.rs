@@ -5,6 +5,7 @@
 //! `tanh` is a scalar libm call per element while its sigmoid and its derivative 4σ(1 − σ) =
 //! 1 − tanh² are what every backend has. Both are within a few 1e-8 of `tanh`.
 
+#[cfg(feature = "flex")]
 use crate::linear::linear_then;
 use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
@@ -29,10 +30,14 @@ pub fn channel_update_of_linear<const D: usize>(
     h: Tensor<D>,
     m: Option<Tensor<D>>,
 ) -> Tensor<D> {
+    #[cfg(not(feature = "flex"))]
+    return channel_update(linear.forward(h), m);
+    #[cfg(feature = "flex")]
     let held = match m.as_ref().map(crate::cpu::plain) {
         Some(None) => return channel_update(linear.forward(h), m),
         held => held.flatten(),
     };
+    #[cfg(feature = "flex")]
     linear_then(
         linear,
         h,
@@ -49,6 +54,7 @@ pub fn channel_update_of_linear<const D: usize>(
 
 /// clip(tanh(z + b) + m) over rows of `bias.len()` values, m = 1 where there are no factors yet.
 /// Inlined into [`crate::cpu::vectorised`]'s body, so that it is compiled for its vector unit.
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn channel_rows(zs: &mut [f32], bias: &[f32], ms: Option<&[f32]>) {
     let d = bias.len().max(1);
@@ -87,6 +93,7 @@ fn channel_update<const D: usize>(z: Tensor<D>, m: Option<Tensor<D>>) -> Tensor<
 }
 
 /// `x.clamp(-1.0, 1.0)`, NaN kept, written as two selects so that it vectorises.
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn clip(x: f32) -> f32 {
     let x = if x < -1.0 { -1.0 } else { x };

@@ -6,11 +6,16 @@
 //! the no-graph scoring of the pair-sparse step) is mapped here in place; any other tensor (a GPU's,
 //! or one recording a graph) takes the caller's Burn expression, whose derivative Burn knows.
 
+#[cfg(feature = "flex")]
 use burn::backend::flex::FlexTensor;
+#[cfg(feature = "flex")]
 use burn::backend::Flex;
+#[cfg(feature = "flex")]
 use burn::tensor::{DType, Tensor, TensorData};
+#[cfg(feature = "flex")]
 use std::borrow::Cow;
 
+#[cfg(feature = "flex")]
 /// `t` as a float32 CPU tensor without a graph, to read with [`values`]; `None` for any other.
 pub fn plain<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     if t.dtype() != DType::F32 {
@@ -19,6 +24,7 @@ pub fn plain<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     t.clone().try_into_primitive::<Flex>().ok()
 }
 
+#[cfg(feature = "flex")]
 /// A CPU tensor's values, borrowed where they are contiguous, copied where they are strided.
 pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
@@ -32,6 +38,7 @@ pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+#[cfg(feature = "flex")]
 /// `f` over a CPU tensor's values, in place where the tensor owns them (a fresh output, the usual
 /// case), on a copy where they are shared or strided; `otherwise(x)` for a tensor that is not a
 /// float32 tensor of the CPU backend without a graph.
@@ -66,6 +73,7 @@ pub fn map_in_place_or<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), &device)
 }
 
+#[cfg(feature = "flex")]
 /// `f(x values, y values)` writing into x's, as [`map_in_place_or`], where `y` is a contiguous CPU
 /// tensor without a graph too whose shape is x's last `D2` dimensions (all of them, or fewer): `f`
 /// gets x's values (as many copies of y's size as x holds) and y's once, so that it can repeat y
@@ -127,7 +135,7 @@ unsafe fn avx2(body: impl FnOnce()) {
     body()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
     use burn::tensor::Device;

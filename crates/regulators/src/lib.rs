@@ -12,7 +12,6 @@
 //! four hosts of this project as its examples, and drives the three modes over any host.
 
 pub mod activation;
-#[cfg(feature = "flex")]
 pub mod cpu;
 pub mod factors;
 pub mod host;

@@ -38,6 +38,8 @@ pub fn linear_then<const D: usize>(
             |product| by_ops(product + bias.unsqueeze()),
         );
     }
+    #[cfg(not(feature = "flex"))]
+    let _ = fused; // the fused step needs the CPU backend's tensors
     by_ops(linear.forward(x))
 }
 

@@ -4,16 +4,21 @@
 //! vectors U: keys K = tanh(W_k U), query G = tanh(W_q g) (both with dropout 0.4), weights
 //! β = softmax_t(w_vᵀ(K_t ⊙ G)), g' = l2norm(Σ_t β_t U_t) — the raw U, not K, is pooled.
 
+#[cfg(feature = "flex")]
 use crate::activation::tanh_value;
 use crate::init::xavier_linear;
 use crate::linear::linear_tanh;
-use crate::masked::{masked_softmax, MASKED_LOGIT};
+use crate::masked::masked_softmax;
+#[cfg(feature = "flex")]
+use crate::masked::MASKED_LOGIT;
 use crate::norm::l2norm;
 use crate::pair_dropout::{ModuleMasks, Stream};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+#[cfg(feature = "flex")]
+use burn::tensor::TensorData;
+use burn::tensor::{Bool, Device, Tensor};
 
 #[derive(Config, Debug)]
 pub struct RarConfig {
@@ -143,6 +148,7 @@ impl Rar {
 }
 
 /// One block's RAR inputs on the CPU, `[n, q, S]` row-major (`queries`: `[n, S]`).
+#[cfg(feature = "flex")]
 struct Pairs<'a> {
     items: usize,
     vectors: &'a [f32],
@@ -159,6 +165,7 @@ struct Pairs<'a> {
 /// RAR's weights and pooled, l2-normalised g' of every pair into `pooled` (`[n, S]`, zeroed), with
 /// `(b_k, w_v, b_v)`. Inlined into [`crate::cpu::vectorised`]'s body, so that it is compiled for
 /// its vector unit.
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn pool(pairs: &Pairs, (key_bias, w_v, b_v): (&[f32], &[f32], f32), pooled: &mut [f32]) {
     use crate::norm::{dot, l2norm_in_place};
