@@ -30,14 +30,23 @@ pub fn channel_update_of_linear<const D: usize>(
     h: Tensor<D>,
     m: Option<Tensor<D>>,
 ) -> Tensor<D> {
-    #[cfg(not(feature = "flex"))]
-    return channel_update(linear.forward(h), m);
     #[cfg(feature = "flex")]
+    return channel_update_fused(linear, h, m);
+    #[cfg(not(feature = "flex"))]
+    channel_update(linear.forward(h), m)
+}
+
+/// [`channel_update_of_linear`] with its CPU pass, where the tensors are the CPU backend's.
+#[cfg(feature = "flex")]
+fn channel_update_fused<const D: usize>(
+    linear: &Linear,
+    h: Tensor<D>,
+    m: Option<Tensor<D>>,
+) -> Tensor<D> {
     let held = match m.as_ref().map(crate::cpu::plain) {
         Some(None) => return channel_update(linear.forward(h), m),
         held => held.flatten(),
     };
-    #[cfg(feature = "flex")]
     linear_then(
         linear,
         h,

@@ -15,8 +15,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 #[cfg(feature = "flex")]
 use std::borrow::Cow;
 
-#[cfg(feature = "flex")]
 /// `t` as a float32 CPU tensor without a graph, to read with [`values`]; `None` for any other.
+#[cfg(feature = "flex")]
 pub fn plain<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     if t.dtype() != DType::F32 {
         return None;
@@ -24,8 +24,8 @@ pub fn plain<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     t.clone().try_into_primitive::<Flex>().ok()
 }
 
-#[cfg(feature = "flex")]
 /// A CPU tensor's values, borrowed where they are contiguous, copied where they are strided.
+#[cfg(feature = "flex")]
 pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(v) => Cow::Borrowed(v),
@@ -38,10 +38,10 @@ pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
-#[cfg(feature = "flex")]
 /// `f` over a CPU tensor's values, in place where the tensor owns them (a fresh output, the usual
 /// case), on a copy where they are shared or strided; `otherwise(x)` for a tensor that is not a
 /// float32 tensor of the CPU backend without a graph.
+#[cfg(feature = "flex")]
 pub fn map_in_place_or<const D: usize>(
     x: Tensor<D>,
     f: impl FnOnce(&mut [f32]),
@@ -73,11 +73,11 @@ pub fn map_in_place_or<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), &device)
 }
 
-#[cfg(feature = "flex")]
 /// `f(x values, y values)` writing into x's, as [`map_in_place_or`], where `y` is a contiguous CPU
 /// tensor without a graph too whose shape is x's last `D2` dimensions (all of them, or fewer): `f`
 /// gets x's values (as many copies of y's size as x holds) and y's once, so that it can repeat y
 /// over x without a broadcast copy; `otherwise(x, y)` where either is not such a tensor.
+#[cfg(feature = "flex")]
 pub fn zip_trailing_in_place_or<const D: usize, const D2: usize>(
     x: Tensor<D>,
     y: Tensor<D2>,
