@@ -4,7 +4,7 @@
 use crate::backend;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rcar_backbones::ModelConfig;
+use rcar_backbones::{Host, ModelConfig};
 use rcar_bench::timing::Repeats;
 use rcar_bench::torch::{annotate, check_python, TorchPeer, TorchRow};
 use rcar_bench::{BackendReport, BenchConfig, Measurement};
@@ -19,7 +19,8 @@ pub struct BenchArgs {
     /// Backends to measure, in turn (repeat the flag).
     #[arg(long = "backend", default_value = "flex")]
     pub backends: Vec<String>,
-    /// Experiment whose model (dimensions, direction, mode) is measured.
+    /// Experiment whose sizes every row takes (SCAN's modes in both directions, SAF, SGR); its
+    /// direction and mode pick the training steps and `--profile`'s model.
     #[arg(long, default_value = "experiments/f30k_t2i_rcar.json")]
     config: PathBuf,
     /// Images × captions per pair-scoring call.
@@ -218,11 +219,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 args.config.display(),
                 device_name(&device)
             );
-            for piece in rcar_bench::profile::scoring_block(&cfg, &device) {
+            let pieces = rcar_bench::profile::scoring_block(&cfg, &device)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+            for piece in pieces {
                 println!("  {:<52} {:>8.1} ms", piece.name, piece.seconds * 1e3);
             }
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    // The rows time SCAN's modes at the experiment's sizes (SAF and SGR have rows of their own).
+    let mut cfg = cfg;
+    if cfg.model.host != Host::Scan {
+        eprintln!(
+            "{}: its host is SGRAF's; SCAN's rows take its sizes, SAF and SGR have their own rows",
+            args.config.display()
+        );
+        cfg.model.host = Host::Scan;
     }
     let peer = if args.compare_torch {
         check_python(&args.python).map_err(anyhow::Error::msg)?;

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use rcar_backbones::attention::{attention_weights, cross_attention};
 use rcar_backbones::pairs::{grid_pairs, PairBatch};
 use rcar_backbones::similarity::block_ranges;
-use rcar_backbones::Rcar;
+use rcar_backbones::{Host, Rcar};
 use rcar_eval::encode::{as_one_of, CAPTIONS_PER_BLOCK};
 use rcar_eval::{default_workers, on_cpu};
 use rcar_regulators::AttentionFactors;
@@ -24,8 +24,16 @@ pub struct Piece {
 /// The pieces of one block of `cfg.model` (SCAN's host) on `device`, the first of the grid's
 /// blocks as the evaluation scores it: sized as `eval` sizes blocks there, and with several scoring
 /// threads, timed on a thread of its own as each of them runs (its products on its core).
-pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
+/// SAF's and SGR's hosts have none of these pieces: for them it says so.
+pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Result<Vec<Piece>, String> {
     let mc = &cfg.model;
+    if mc.host != Host::Scan {
+        return Err(format!(
+            "--profile times the SCAN host's pieces (attention, alignment, RCR, RAR), and this \
+             model's host is \"{}\": its scoring is timed by the bench's rows (no --profile)",
+            format!("{:?}", mc.host).to_lowercase()
+        ));
+    }
     let workers = default_workers(device);
     let chunk = scoring_chunk(cfg, mc, on_cpu(device), workers);
     let (img, cap) = block_ranges(
@@ -47,7 +55,7 @@ pub fn scoring_block(cfg: &BenchConfig, device: &Device) -> Vec<Piece> {
             0..img.len(),
             0..cap.len(),
         );
-        pieces(cfg, &model, &pairs, workers, device)
+        Ok(pieces(cfg, &model, &pairs, workers, device))
     })
 }
 
@@ -79,40 +87,45 @@ fn pieces(
         "cross attention, pass 0 (weights included)".into(),
         &mut || touch(cross_attention(pairs, &plain())),
     );
-    time(
-        "alignment vectors, pass 0 (cross attention included)".into(),
-        &mut || touch(sim.alignments[0].forward(pairs, &plain())),
-    );
-    let u = sim.alignments[0].forward(pairs, &plain());
-    if let Some(rcr) = sim.rcrs.first() {
-        time("RCR".into(), &mut || {
-            touch(rcr.forward(u.clone(), plain()).channel.expect("RCR sets m"))
-        });
+    // The baseline (`only_rcr` 0) has no alignment module: its block is attention and cosines.
+    if let Some(first) = sim.alignments.first() {
         time(
-            "RCR's channel head, first layer and tanh".into(),
-            &mut || touch(rcr.matrix.first.forward(u.clone())),
+            "alignment vectors, pass 0 (cross attention included)".into(),
+            &mut || touch(first.forward(pairs, &plain())),
         );
-        let factors = rcr.forward(u.clone(), plain());
-        if let Some(second) = sim.alignments.get(1) {
-            time(
-                "attention weights, pass 1 (RCR's factors)".into(),
-                &mut || touch(attention_weights(pairs, &factors)),
-            );
-            time("cross attention, pass 1".into(), &mut || {
-                touch(cross_attention(pairs, &factors))
+        let u = first.forward(pairs, &plain());
+        if let Some(rcr) = sim.rcrs.first() {
+            time("RCR".into(), &mut || {
+                touch(rcr.forward(u.clone(), plain()).channel.expect("RCR sets m"))
             });
-            time("alignment vectors, pass 1".into(), &mut || {
-                touch(second.forward(pairs, &factors))
+            time(
+                "RCR's channel head, first layer and tanh".into(),
+                &mut || touch(rcr.matrix.first.forward(u.clone())),
+            );
+            let factors = rcr.forward(u.clone(), plain());
+            if let Some(second) = sim.alignments.get(1) {
+                time(
+                    "attention weights, pass 1 (RCR's factors)".into(),
+                    &mut || touch(attention_weights(pairs, &factors)),
+                );
+                time("cross attention, pass 1".into(), &mut || {
+                    touch(cross_attention(pairs, &factors))
+                });
+                time("alignment vectors, pass 1".into(), &mut || {
+                    touch(second.forward(pairs, &factors))
+                });
+            }
+        }
+        if let Some(rar) = sim.rars.first() {
+            let [p, _, s] = u.dims();
+            let seed = u.clone().mean_dim(1).reshape([p, s]);
+            time("RAR (one)".into(), &mut || {
+                touch(rar.forward(u.clone(), seed.clone(), None, None))
             });
         }
     }
-    let [p, q, s] = u.dims();
-    if let Some(rar) = sim.rars.first() {
-        let seed = u.clone().mean_dim(1).reshape([p, s]);
-        time("RAR (one)".into(), &mut || {
-            touch(rar.forward(u.clone(), seed.clone(), None, None))
-        });
-    }
+    // The products every pass of the regulated modes holds, at this block's query rows.
+    let (p, q, s) = (g * n, pairs.query.dims()[1], mc.sim_dim);
     let e = mc.embed_size;
     let random =
         |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Normal(0.0, 1.0), device);
@@ -139,11 +152,12 @@ mod tests {
     use rcar_train::TrainConfig;
     use std::path::Path;
 
-    #[test]
-    fn a_coop_rcar_block_is_timed_piece_by_piece() {
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/demo.json");
-        let cfg = BenchConfig {
-            model: TrainConfig::load(&demo).unwrap().model,
+    fn demo_bench(name: &str) -> BenchConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../experiments")
+            .join(name);
+        BenchConfig {
+            model: TrainConfig::load(&path).unwrap().model,
             regions: 36,
             words: 5,
             encode_batch: 2,
@@ -151,9 +165,14 @@ mod tests {
             train_batches: vec![],
             repeats: Repeats { warmup: 0, runs: 1 },
             seed: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_coop_rcar_block_is_timed_piece_by_piece() {
+        let cfg = demo_bench("demo.json");
         let device = Device::flex();
-        let pieces = scoring_block(&cfg, &device);
+        let pieces = scoring_block(&cfg, &device).unwrap();
         let names: Vec<&str> = pieces.iter().map(|p| p.name.as_str()).collect();
         // The evaluation's first block of the 2 × 3 grid: 1 image × 3 captions with two scoring
         // threads (each at most half the grid), the whole grid with one.
@@ -172,5 +191,23 @@ mod tests {
         assert!(pieces
             .iter()
             .all(|p| p.seconds.is_finite() && p.seconds > 0.0));
+    }
+
+    #[test]
+    fn the_baseline_has_its_attention_timed_and_sgraf_hosts_are_refused() {
+        let device = Device::flex();
+        let pieces = scoring_block(&demo_bench("demo_base.json"), &device).unwrap();
+        let names: Vec<&str> = pieces.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"cross attention, pass 0 (weights included)"));
+        for absent in [
+            "alignment vectors, pass 0 (cross attention included)",
+            "RCR",
+        ] {
+            assert!(!names.contains(&absent), "{absent} in {names:?}");
+        }
+        let refused = scoring_block(&demo_bench("demo_saf.json"), &device)
+            .err()
+            .expect("SAF's host has no SCAN pieces");
+        assert!(refused.contains(r#"host is "saf""#), "{refused}");
     }
 }
