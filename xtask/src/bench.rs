@@ -2,6 +2,7 @@
 //! with `--json`, every figure for scripts.
 
 use crate::backend;
+use crate::eval::positive;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rcar_backbones::{Host, ModelConfig};
@@ -30,15 +31,15 @@ pub struct BenchArgs {
     #[arg(long, default_value = "32,128")]
     train_batches: String,
     /// Tokens per caption, `<start>` and `<end>` included.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = positive())]
     words: usize,
     /// Images or captions per encoder call.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive())]
     encode_batch: usize,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Timed runs per figure; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = positive())]
     runs: usize,
     /// Writes every figure as JSON.
     #[arg(long)]

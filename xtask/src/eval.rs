@@ -310,7 +310,7 @@ impl From<Stage> for FirstStage {
     }
 }
 
-/// A count of at least one (a shortlist or a number of hits).
+/// A count of at least one (a shortlist, a number of hits, a batch, runs).
 pub fn positive() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..)
 }

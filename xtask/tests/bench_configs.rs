@@ -5,17 +5,25 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `xtask bench --config experiments/<config>` on a tiny grid, from the workspace root.
+/// `xtask bench --config experiments/<config>` on a tiny grid (each size unless `more` sets it),
+/// from the workspace root.
 fn bench(config: &str, more: &[&str]) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .current_dir(&root)
-        .args(["bench", "--config", &format!("experiments/{config}")])
-        .args(["--grid", "2x3", "--words", "5", "--encode-batch", "2"])
-        .args(["--train-batches", "", "--runs", "1", "--warmup", "0"])
-        .args(more)
-        .output()
-        .expect("runs xtask")
+    let tiny = [
+        ("--grid", "2x3"),
+        ("--words", "5"),
+        ("--encode-batch", "2"),
+        ("--train-batches", ""),
+        ("--runs", "1"),
+        ("--warmup", "0"),
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.current_dir(&root)
+        .args(["bench", "--config", &format!("experiments/{config}")]);
+    for (flag, value) in tiny.iter().filter(|(flag, _)| !more.contains(flag)) {
+        cmd.args([flag, value]);
+    }
+    cmd.args(more).output().expect("runs xtask")
 }
 
 #[test]
@@ -68,4 +76,15 @@ fn the_profile_times_the_baseline_and_refuses_an_sgraf_host() {
         stderr.starts_with("error: experiments/demo_saf.json: --profile times the SCAN host"),
         "{stderr}"
     );
+}
+
+#[test]
+fn empty_batches_and_captions_are_refused_before_anything_runs() {
+    // An encoder batch of 0 crashed the process (SIGSEGV) and captions of 0 words panicked.
+    for (flag, value) in [("--encode-batch", "0"), ("--words", "0"), ("--runs", "0")] {
+        let out = bench("demo.json", &[flag, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("0"), "{stderr}");
+    }
 }
