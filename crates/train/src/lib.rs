@@ -2,7 +2,7 @@
 //! the warm-up and lr schedules — or SGRAF's hosts with theirs (Adam, hardest negatives from the
 //! start), in resumable, seeded runs with checkpoints and curves.
 
-mod adamw;
+mod adam;
 pub mod clip;
 pub mod config;
 pub mod curves;

@@ -3,7 +3,7 @@
 //! best model each epoch. Randomness (initialisation, batches, augmentation, dropout) is derived from
 //! the seed and the position in the run, so a resumed run repeats an uninterrupted one exactly.
 
-use crate::adamw::FusedAdamW;
+use crate::adam::{FusedAdam, FusedAdamW};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves;
 use crate::error::TrainError;
@@ -11,7 +11,7 @@ use crate::lock::RunLock;
 use crate::run::{load_checkpoint, MetricsLog, RunDir, TrainState};
 use crate::step::{train_step, StepOutcome, StepSettings, Strategy};
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngCore;
 use rcar_backbones::Matcher;
@@ -35,11 +35,7 @@ const DROPOUT: u64 = 11;
 pub fn optimizer(kind: OptimizerKind) -> ModuleOptimizer {
     match kind {
         OptimizerKind::Adamw => FusedAdamW::new(0.9, 0.999, 1e-8, 0.01).into(),
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.999)
-            .with_epsilon(1e-8)
-            .init(),
+        OptimizerKind::Adam => FusedAdam::new(0.9, 0.999, 1e-8).into(),
     }
 }
 
