@@ -72,59 +72,38 @@ impl FusedAdam {
     }
 }
 
-impl Optimizer for FusedAdamW {
-    type State<const D: usize> = AdamWState<D>;
+/// `Optimizer` for `$fused`, a wrapper of Burn's `$burn` whose state is `$state`: the fused step
+/// where it applies, Burn's otherwise.
+macro_rules! fused_optimizer {
+    ($fused:ty, $burn:ty, $state:ident) => {
+        impl Optimizer for $fused {
+            type State<const D: usize> = $state<D>;
 
-    fn step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let momentum = |s: AdamWState<D>| s.momentum;
-        #[cfg(feature = "flex")]
-        let (tensor, grad, state) =
-            match cpu::step(self.rule, lr, tensor, grad, state.map(momentum)) {
-                Ok((tensor, m)) => return (tensor, Some(AdamWState::new(m))),
-                Err(back) => back.map_state(AdamWState::new),
-            };
-        #[cfg(not(feature = "flex"))]
-        let _ = momentum;
-        self.burn.step(lr, tensor, grad, state)
-    }
+            fn step<const D: usize>(
+                &self,
+                lr: LearningRate,
+                tensor: Tensor<D>,
+                grad: Tensor<D>,
+                state: Option<Self::State<D>>,
+            ) -> (Tensor<D>, Option<Self::State<D>>) {
+                #[cfg(feature = "flex")]
+                let (tensor, grad, state) =
+                    match cpu::step(self.rule, lr, tensor, grad, state.map(|s| s.momentum)) {
+                        Ok((tensor, m)) => return (tensor, Some($state::new(m))),
+                        Err(back) => back.map_state($state::new),
+                    };
+                self.burn.step(lr, tensor, grad, state)
+            }
 
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        AdamW::to_device(state, device)
-    }
+            fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+                <$burn>::to_device(state, device)
+            }
+        }
+    };
 }
 
-impl Optimizer for FusedAdam {
-    type State<const D: usize> = AdamState<D>;
-
-    fn step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let momentum = |s: AdamState<D>| s.momentum;
-        #[cfg(feature = "flex")]
-        let (tensor, grad, state) =
-            match cpu::step(self.rule, lr, tensor, grad, state.map(momentum)) {
-                Ok((tensor, m)) => return (tensor, Some(AdamState::new(m))),
-                Err(back) => back.map_state(AdamState::new),
-            };
-        #[cfg(not(feature = "flex"))]
-        let _ = momentum;
-        self.burn.step(lr, tensor, grad, state)
-    }
-
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        Adam::to_device(state, device)
-    }
-}
+fused_optimizer!(FusedAdamW, AdamW, AdamWState);
+fused_optimizer!(FusedAdam, Adam, AdamState);
 
 /// What an optimizer hands back when it cannot fuse a step: its inputs, for Burn's.
 #[cfg(feature = "flex")]
