@@ -33,41 +33,26 @@ pub struct FusedAdam {
 
 impl FusedAdamW {
     pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, weight_decay: f32) -> Self {
-        let burn = AdamWConfig::new()
-            .with_beta_1(beta_1)
-            .with_beta_2(beta_2)
-            .with_epsilon(epsilon)
-            .with_weight_decay(weight_decay)
-            .build();
         Self {
-            burn,
+            burn: AdamWConfig::new()
+                .with_beta_1(beta_1)
+                .with_beta_2(beta_2)
+                .with_epsilon(epsilon)
+                .with_weight_decay(weight_decay)
+                .build(),
             #[cfg(feature = "flex")]
-            rule: cpu::Rule {
-                beta_1,
-                beta_2,
-                epsilon,
-                decoupled_decay: Some(weight_decay),
-            },
+            rule: cpu::Rule::new(beta_1, beta_2, epsilon, Some(weight_decay)),
         }
     }
 }
 
 impl FusedAdam {
     pub fn new(beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
-        let burn = AdamConfig::new()
-            .with_beta_1(beta_1)
-            .with_beta_2(beta_2)
-            .with_epsilon(epsilon)
-            .build();
+        let config = AdamConfig::new().with_beta_1(beta_1).with_beta_2(beta_2);
         Self {
-            burn,
+            burn: config.with_epsilon(epsilon).build(),
             #[cfg(feature = "flex")]
-            rule: cpu::Rule {
-                beta_1,
-                beta_2,
-                epsilon,
-                decoupled_decay: None,
-            },
+            rule: cpu::Rule::new(beta_1, beta_2, epsilon, None),
         }
     }
 }
@@ -135,11 +120,22 @@ mod cpu {
     /// The constants of an update, as Burn's optimizers hold them.
     #[derive(Clone, Copy, Debug)]
     pub struct Rule {
-        pub beta_1: f32,
-        pub beta_2: f32,
-        pub epsilon: f32,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
         /// AdamW's weight decay λ; `None` for Adam (without weight decay).
-        pub decoupled_decay: Option<f32>,
+        decoupled_decay: Option<f32>,
+    }
+
+    impl Rule {
+        pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, decoupled_decay: Option<f32>) -> Self {
+            Self {
+                beta_1,
+                beta_2,
+                epsilon,
+                decoupled_decay,
+            }
+        }
     }
 
     /// The update, in place, where the parameter, its gradient and its moments are float32 CPU
@@ -311,8 +307,6 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
-    type Step<S> = (Tensor<2>, Option<S>);
-
     /// Fails unless `a` and `b` hold the same float32 bits, naming the first value that differs.
     fn assert_same(a: &Tensor<2>, b: &Tensor<2>, what: &str) {
         let values = |t: &Tensor<2>| t.to_data().try_to_vec::<f32>().unwrap();
@@ -328,12 +322,11 @@ mod tests {
 
     /// Six steps of the fused optimizer and of Burn's on the same parameter and gradients (zeros, a
     /// negative zero and values far apart included): the fused path taken, the same bits each step.
-    fn same_as_burns<S: Clone>(
-        rule: cpu::Rule,
+    fn same_as_burns<F: Optimizer, B: Optimizer<State<2> = F::State<2>>>(
+        (fused, rule): (&F, cpu::Rule),
+        burn: &B,
         lr: f64,
-        fused: impl Fn(Tensor<2>, Tensor<2>, Option<S>) -> Step<S>,
-        burn: impl Fn(Tensor<2>, Tensor<2>, Option<S>) -> Step<S>,
-        momentum: impl Fn(&S) -> &AdaptiveMomentumState<2>,
+        momentum: impl Fn(&F::State<2>) -> &AdaptiveMomentumState<2>,
     ) {
         let device = Device::flex();
         let start = Tensor::<2>::random([37, 19], Distribution::Normal(0.0, 1.0), &device);
@@ -352,8 +345,8 @@ mod tests {
             let m = sa.as_ref().map(|s| momentum(s).clone());
             let fusable = cpu::step(rule, lr, a.clone(), g.clone(), m).is_ok();
             assert!(fusable, "CPU tensors take the fused path");
-            (a, sa) = fused(a, g.clone(), sa);
-            (b, sb) = burn(b, g, sb);
+            (a, sa) = fused.step(lr, a, g.clone(), sa);
+            (b, sb) = burn.step(lr, b, g, sb);
             assert_same(&a, &b, &format!("parameter, step {step}"));
             let (ma, mb) = (
                 momentum(sa.as_ref().unwrap()),
@@ -369,19 +362,12 @@ mod tests {
     fn the_fused_adamw_is_burns_bit_for_bit() {
         for (weight_decay, lr) in [(0.01, 5e-4), (0.0, 2e-4), (0.5, 1e-1)] {
             let fused = FusedAdamW::new(0.9, 0.999, 1e-8, weight_decay);
-            let burn = AdamWConfig::new()
-                .with_beta_1(0.9)
-                .with_beta_2(0.999)
-                .with_epsilon(1e-8)
-                .with_weight_decay(weight_decay)
-                .build();
-            same_as_burns(
-                fused.rule,
-                lr,
-                |t, g, s| fused.step(lr, t, g, s),
-                |t, g, s| burn.step(lr, t, g, s),
-                |s: &AdamWState<2>| &s.momentum,
-            );
+            // Burn's defaults are β₁ = 0.9 and β₂ = 0.999.
+            let config = AdamWConfig::new().with_weight_decay(weight_decay);
+            let burn = config.with_epsilon(1e-8).build();
+            same_as_burns((&fused, fused.rule), &burn, lr, |s: &AdamWState<2>| {
+                &s.momentum
+            });
         }
     }
 
@@ -389,18 +375,10 @@ mod tests {
     fn the_fused_adam_is_burns_bit_for_bit() {
         for lr in [2e-4, 1e-1] {
             let fused = FusedAdam::new(0.9, 0.999, 1e-8);
-            let burn = AdamConfig::new()
-                .with_beta_1(0.9)
-                .with_beta_2(0.999)
-                .with_epsilon(1e-8)
-                .build();
-            same_as_burns(
-                fused.rule,
-                lr,
-                |t, g, s| fused.step(lr, t, g, s),
-                |t, g, s| burn.step(lr, t, g, s),
-                |s: &AdamState<2>| &s.momentum,
-            );
+            let burn = AdamConfig::new().with_epsilon(1e-8).build();
+            same_as_burns((&fused, fused.rule), &burn, lr, |s: &AdamState<2>| {
+                &s.momentum
+            });
         }
     }
 }
