@@ -24,6 +24,7 @@ pub struct PairDropout {
 }
 
 /// SplitMix64's finaliser: a bijective mix with full avalanche.
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -64,27 +65,43 @@ impl PairDropout {
         cols: usize,
         device: &Device,
     ) -> Tensor<3> {
+        let values = self.mask_values(module, stream, pairs, rows, cols);
+        Tensor::from_data(TensorData::new(values, [pairs.len(), rows, cols]), device)
+    }
+
+    /// [`Self::mask`]'s values, for a CPU pass that applies them itself.
+    pub fn mask_values(
+        &self,
+        module: usize,
+        stream: Stream,
+        pairs: &[(usize, usize)],
+        rows: usize,
+        cols: usize,
+    ) -> Vec<f32> {
         let keep = 1.0 - self.prob;
         let scale = (1.0 / keep) as f32;
         // A value below keep·2⁵³ keeps the unit: the top 53 bits of the hash are uniform.
         let threshold = (keep * (1u64 << 53) as f64) as u64;
         let stream_key = mix(self.seed ^ mix(((module as u64) << 8) | stream as u64));
-        let mut values = Vec::with_capacity(pairs.len() * rows * cols);
+        let mut values = vec![0f32; pairs.len() * rows * cols];
+        let mut row_values = values.chunks_exact_mut(cols.max(1));
         for &(image, caption) in pairs {
             let pair_key = mix(stream_key ^ mix(((image as u64) << 32) | caption as u64));
-            for row in 0..rows {
+            for (row, out) in (0..rows).zip(&mut row_values) {
                 let row_key = mix(pair_key ^ row as u64);
-                values.extend((0..cols).map(|col| {
-                    let kept = mix(row_key.wrapping_add(col as u64)) >> 11 < threshold;
-                    if kept {
-                        scale
-                    } else {
-                        0.0
-                    }
-                }));
+                // The hashes of a row are independent: compiled for the vector unit.
+                crate::cpu::vectorised(
+                    #[inline(always)]
+                    || {
+                        for (col, v) in out.iter_mut().enumerate() {
+                            let kept = mix(row_key.wrapping_add(col as u64)) >> 11 < threshold;
+                            *v = if kept { scale } else { 0.0 };
+                        }
+                    },
+                );
             }
         }
-        Tensor::from_data(TensorData::new(values, [pairs.len(), rows, cols]), device)
+        values
     }
 }
 

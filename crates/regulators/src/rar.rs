@@ -120,12 +120,7 @@ impl Rar {
         let device = u.device();
         let mask = |stream, rows| {
             let m = masks.filter(|m| m.dropout.prob != 0.0)?;
-            let mask = m.dropout.mask(m.module, stream, m.pairs, rows, s, &device);
-            Some(
-                mask.into_data()
-                    .try_into_vec::<f32>()
-                    .expect("float32 masks"),
-            )
+            Some(m.dropout.mask_values(m.module, stream, m.pairs, rows, s))
         };
         let (key_mask, query_mask) = (mask(Stream::Keys, q), mask(Stream::Query, 1));
         let mut pooled = vec![0f32; n * s];
