@@ -5,7 +5,7 @@
 //! units, whatever block the pair falls in. So each mask value is a hash of (step seed, module,
 //! stream, image, caption, row, column): any pass over any subset of pairs reproduces it.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 /// Which of RAR's two dropout layers a mask is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,31 +46,19 @@ impl ModuleMasks<'_> {
         if self.dropout.prob == 0.0 {
             return x;
         }
-        let [_, rows, cols] = x.dims();
+        let [pairs, rows, cols] = x.dims();
         let mask = self
             .dropout
-            .mask(self.module, stream, self.pairs, rows, cols, &x.device());
+            .mask(self.module, stream, self.pairs, rows, cols);
+        let mask = Tensor::from_data(TensorData::new(mask, [pairs, rows, cols]), &x.device());
         x * mask
     }
 }
 
 impl PairDropout {
-    /// The scaled keep-mask (0 or 1/(1 − p)) of `pairs` (image, caption), `[P, rows, cols]`.
+    /// The scaled keep-mask (0 or 1/(1 − p)) of `pairs` (image, caption), `[P, rows, cols]` in
+    /// row-major order.
     pub fn mask(
-        &self,
-        module: usize,
-        stream: Stream,
-        pairs: &[(usize, usize)],
-        rows: usize,
-        cols: usize,
-        device: &Device,
-    ) -> Tensor<3> {
-        let values = self.mask_values(module, stream, pairs, rows, cols);
-        Tensor::from_data(TensorData::new(values, [pairs.len(), rows, cols]), device)
-    }
-
-    /// [`Self::mask`]'s values, for a CPU pass that applies them itself.
-    pub fn mask_values(
         &self,
         module: usize,
         stream: Stream,
@@ -111,32 +99,28 @@ mod tests {
 
     #[test]
     fn masks_depend_on_the_pair_not_on_the_company_it_keeps() {
-        let device = Device::flex();
         let dropout = PairDropout {
             prob: 0.4,
             seed: 17,
         };
-        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
-        let all = values(dropout.mask(1, Stream::Keys, &[(0, 0), (2, 5), (3, 1)], 4, 8, &device));
-        let one = values(dropout.mask(1, Stream::Keys, &[(2, 5)], 4, 8, &device));
+        let all = dropout.mask(1, Stream::Keys, &[(0, 0), (2, 5), (3, 1)], 4, 8);
+        let one = dropout.mask(1, Stream::Keys, &[(2, 5)], 4, 8);
         assert_eq!(&all[32..64], &one[..]);
         // Other module, stream or seed: other masks.
-        let other = values(dropout.mask(0, Stream::Keys, &[(2, 5)], 4, 8, &device));
-        assert_ne!(one, other);
-        let other = values(dropout.mask(1, Stream::Query, &[(2, 5)], 4, 8, &device));
-        assert_ne!(one, other);
+        assert_ne!(one, dropout.mask(0, Stream::Keys, &[(2, 5)], 4, 8));
+        assert_ne!(one, dropout.mask(1, Stream::Query, &[(2, 5)], 4, 8));
+        let reseeded = PairDropout {
+            seed: 18,
+            ..dropout
+        };
+        assert_ne!(one, reseeded.mask(1, Stream::Keys, &[(2, 5)], 4, 8));
     }
 
     #[test]
     fn the_kept_share_is_one_minus_p_and_kept_units_are_scaled() {
-        let device = Device::flex();
         let dropout = PairDropout { prob: 0.4, seed: 3 };
         let pairs: Vec<(usize, usize)> = (0..50).map(|k| (k, k * 7)).collect();
-        let v = dropout
-            .mask(0, Stream::Keys, &pairs, 12, 64, &device)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let v = dropout.mask(0, Stream::Keys, &pairs, 12, 64);
         let kept = v.iter().filter(|&&x| x != 0.0).count() as f64 / v.len() as f64;
         assert!((kept - 0.6).abs() < 0.01, "kept {kept}");
         assert!(v.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.6).abs() < 1e-6));

@@ -120,7 +120,7 @@ impl Rar {
         let device = u.device();
         let mask = |stream, rows| {
             let m = masks.filter(|m| m.dropout.prob != 0.0)?;
-            Some(m.dropout.mask_values(m.module, stream, m.pairs, rows, s))
+            Some(m.dropout.mask(m.module, stream, m.pairs, rows, s))
         };
         let (key_mask, query_mask) = (mask(Stream::Keys, q), mask(Stream::Query, 1));
         let mut pooled = vec![0f32; n * s];
