@@ -114,7 +114,7 @@ mod cpu {
     use burn::backend::flex::FlexTensor;
     use burn::backend::Flex;
     use burn::optim::AdaptiveMomentumState;
-    use burn::tensor::{DType, Tensor, TensorData};
+    use burn::tensor::{Tensor, TensorData};
     use rcar_regulators::cpu::{plain, values, vectorised};
 
     /// The constants of an update, as Burn's optimizers hold them.
@@ -149,9 +149,8 @@ mod cpu {
         momentum: Option<AdaptiveMomentumState<D>>,
     ) -> Result<(Tensor<D>, AdaptiveMomentumState<D>), Box<GivenBack<D>>> {
         let n = tensor.shape().num_elements();
-        let cpu = |t: &Tensor<D>| {
-            t.dtype() == DType::F32 && t.shape().num_elements() == n && plain(t).is_some()
-        };
+        // `plain`: a float32 tensor of the CPU backend without a graph.
+        let cpu = |t: &Tensor<D>| t.shape().num_elements() == n && plain(t).is_some();
         let fits = cpu(&tensor)
             && cpu(&grad)
             && momentum
